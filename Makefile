@@ -1,0 +1,46 @@
+# csreturns: the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+VAR    := $(CURDIR)/var
+SHARED ?= $(abspath $(CURDIR)/../shared)
+
+export AIRFLOW_HOME            := $(VAR)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__EXECUTOR := LocalExecutor
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(VAR)/airflow/airflow.db
+export CSRETURNS_LANDING       ?= $(VAR)/landing
+export CSRETURNS_REPO          ?= $(VAR)/repository
+export CSRETURNS_SHARED        ?= $(SHARED)
+export GX_ANALYTICS_ENABLED    := False
+
+.PHONY: demo test test-fast bench docs clean
+
+$(BIN)/csreturns: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	@touch $@
+
+## make demo: set up, generate a landing area, run the collection DAGs through Airflow, build the repository
+demo: $(BIN)/csreturns
+	$(BIN)/python -m transforms.demo --landing $(CSRETURNS_LANDING) --repo $(CSRETURNS_REPO)
+
+## make test: the test suite (CI runs this)
+test: $(BIN)/csreturns
+	$(BIN)/python -m pytest
+
+test-fast: $(BIN)/csreturns
+	$(BIN)/python -m pytest -m "not airflow and not services and not slow"
+
+bench: $(BIN)/csreturns
+	$(BIN)/python bench/ingest.py
+
+## docs/columns.md is generated from schemas/
+docs: $(BIN)/csreturns
+	$(BIN)/csreturns docs --out docs/columns.md
+
+clean:
+	rm -rf $(VAR)

@@ -1,0 +1,266 @@
+"""The landing area: find what arrived and recognise it from its content and name.
+
+Layout: ``LANDING/<la_code>/...`` for a council's returns (3-digit old LA code) and
+``LANDING/published/...`` for multi-LA published statistics. The collection, table and return year come
+from the file itself (CSV header row, XML root and header) and its name; a folder ``year=YYYY``
+overrides the year. Anything that cannot be recognised still becomes an ``Arrival`` with a ``problem``,
+so that it is recorded as rejected, never skipped.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from transforms import schema
+from transforms.readers.csv_tables import normalise_header, read_csv_strings
+from transforms.readers.ees import is_ees_header
+from transforms.readers.text import first_line
+from transforms.readers.xml_records import root_and_header
+from transforms.readers import UnreadableFile
+
+PUBLISHED_FOLDER = "published"
+_LA_CODE = re.compile(r"^\d{3}$")
+_YEAR_FOLDER = re.compile(r"^year=(\d{4})$")
+_YEAR_IN_NAME = re.compile(r"(?<!\d)(20\d{2})(?!\d)")
+_IGNORED = {".DS_Store", "Thumbs.db"}
+
+
+@dataclass
+class Arrival:
+    """One file in the landing area and what it was recognised as."""
+
+    path: Path
+    relpath: str
+    sha256: str
+    bytes: int
+    format: str | None = None            # csv | xml | ees_csv
+    collection: str | None = None
+    tables: tuple[str, ...] = ()
+    la_code: str | None = None
+    return_year: int | None = None
+    year_source: str | None = None       # folder | header | name | content
+    dataset: str | None = None           # published statistics only
+    problem: str | None = None           # why it cannot be loaded (recorded as rejected)
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def table(self) -> str | None:
+        return self.tables[0] if len(self.tables) == 1 else None
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["path"] = str(self.path)
+        d["tables"] = list(self.tables)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Arrival":
+        return cls(**{**d, "path": Path(d["path"]), "tables": tuple(d["tables"])})
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def return_year_of(day: date) -> int:
+    """The return year (ending 31 March) that a date falls in."""
+    return day.year + 1 if day.month >= 4 else day.year
+
+
+def _location(rel: Path) -> tuple[str | None, bool, int | None]:
+    parts = rel.parts[:-1]
+    la_code = parts[0] if parts and _LA_CODE.match(parts[0]) else None
+    published = bool(parts) and parts[0] == PUBLISHED_FOLDER
+    year = None
+    for part in parts:
+        m = _YEAR_FOLDER.match(part)
+        if m:
+            year = int(m.group(1))
+    return la_code, published, year
+
+
+def identify(path: Path, landing: Path) -> Arrival:
+    path = Path(path)
+    rel = path.relative_to(landing)
+    arrival = Arrival(path=path, relpath=rel.as_posix(), sha256=sha256_of(path), bytes=path.stat().st_size)
+    la_code, published, folder_year = _location(rel)
+    arrival.la_code = la_code
+    if folder_year:
+        arrival.return_year, arrival.year_source = folder_year, "folder"
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            _identify_csv(arrival, published)
+        elif suffix == ".xml":
+            _identify_xml(arrival)
+        else:
+            arrival.problem = f"no collection schema reads {suffix or 'extensionless'} files"
+    except (UnreadableFile, ValueError) as exc:
+        arrival.problem = str(exc)
+    if arrival.problem is None and arrival.return_year is None and arrival.collection != "published":
+        m = _YEAR_IN_NAME.findall(path.name)
+        if m:
+            arrival.return_year, arrival.year_source = int(m[-1]), "name"
+    if arrival.problem is None and arrival.collection != "published" and arrival.la_code is None:
+        arrival.problem = ("cannot tell which council sent this file: put it under LANDING/<la_code>/ "
+                           "(3-digit old LA code)")
+    return arrival
+
+
+def _identify_csv(arrival: Arrival, published: bool) -> None:
+    header = next(csv.reader([first_line(arrival.path)]), [])
+    pub = schema.collection("published")
+    if is_ees_header(header, pub):
+        arrival.format, arrival.collection = "ees_csv", "published"
+        arrival.dataset = pub.dataset_for(arrival.path.name)[0]
+        arrival.tables = ("published_statistics",)
+        arrival.la_code = None
+        return
+    if published:
+        raise UnreadableFile("file under published/ is not an EES CSV (no time_period/geographic_level columns)")
+    seen = {normalise_header(h) for h in header if h.strip()}
+    best = None
+    for coll in schema.collections().values():
+        if "csv" not in coll.formats:
+            continue
+        for table in coll.tables():
+            names = {normalise_header(c) for c in table.names}
+            overlap = len(seen & names) / len(seen | names)
+            if best is None or overlap > best[0]:
+                best = (overlap, coll, table, names)
+    if best is None or best[0] < 0.5:
+        raise UnreadableFile(f"CSV header row matches no declared return table: {', '.join(header)[:200]}")
+    overlap, coll, table, names = best
+    arrival.format, arrival.collection, arrival.tables = "csv", coll.id, (table.name,)
+    missing = [c for c in table.required if normalise_header(c) not in seen]
+    if missing:
+        raise UnreadableFile(f"looks like {table.relation} but required column(s) "
+                             f"{', '.join(missing)} are missing from the header row")
+
+
+def _identify_xml(arrival: Arrival) -> None:
+    root, _ = root_and_header(arrival.path)
+    for coll in schema.collections().values():
+        xml = coll.spec.get("xml")
+        if not xml or xml["root"] != root:
+            continue
+        header_paths = xml.get("header", {})
+        _, header = root_and_header(arrival.path, header_paths)
+        expected = header_paths.get("collection_value")
+        if expected and header.get("collection") != expected:
+            continue
+        arrival.format, arrival.collection = "xml", coll.id
+        arrival.tables = tuple(coll.table_names)
+        arrival.meta = header
+        header_la = header.get("la_code")
+        if header_la and arrival.la_code and header_la != arrival.la_code:
+            raise UnreadableFile(f"header says LEA {header_la} but the file is in the folder of LA {arrival.la_code}")
+        arrival.la_code = arrival.la_code or header_la
+        if arrival.return_year is None:
+            _year_from_header(arrival, header)
+        return
+    raise UnreadableFile(f"XML root <{root}> matches no declared collection")
+
+
+def _year_from_header(arrival: Arrival, header: dict[str, str]) -> None:
+    ref = header.get("reference_date")
+    if ref:
+        try:
+            day = datetime.strptime(ref[:10], "%Y-%m-%d").date()
+            if (day.month, day.day) == (3, 31):
+                arrival.return_year, arrival.year_source = day.year, "header"
+                return
+        except ValueError:
+            pass
+    if header.get("year", "").isdigit():
+        arrival.return_year, arrival.year_source = int(header["year"]), "header"
+
+
+def latest_return_year(frames: dict, coll: schema.Collection) -> int | None:
+    """Infer the return year from the latest event date in the tables that carry one."""
+    latest = None
+    for table_name, columns in coll.spec.get("year_from_dates", {}).items():
+        df = frames.get(table_name)
+        if df is None or df.empty:
+            continue
+        for col in columns:
+            if col not in df.columns:
+                continue
+            days = _parse_dates(df[col], coll.date_format)
+            if days is not None and (latest is None or days > latest):
+                latest = days
+    return return_year_of(latest) if latest else None
+
+
+def _parse_dates(values, fmt: str):
+    import pandas as pd
+    parsed = pd.to_datetime(values, format=fmt, errors="coerce").dropna()
+    return parsed.max().date() if not parsed.empty else None
+
+
+def discover(landing: Path, collection: str | None = None, seen: set[tuple[str, str]] | None = None
+             ) -> list[Arrival]:
+    """Every file under ``landing`` (optionally of one collection, optionally not yet ``seen`` as
+    (relpath, sha256)), recognised, with 903 CSV years inferred per folder where the name is silent."""
+    landing = Path(landing).resolve()
+    arrivals = []
+    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+        if path.name in _IGNORED or any(part.startswith(".") for part in path.relative_to(landing).parts):
+            continue
+        arrival = identify(path, landing)
+        if seen and (arrival.relpath, arrival.sha256) in seen:
+            continue
+        arrivals.append(arrival)
+    _infer_folder_years(arrivals)
+    if collection:
+        arrivals = [a for a in arrivals if a.collection == collection or
+                    (a.collection is None and collection_hint(a) == collection)]
+    return arrivals
+
+
+def collection_hint(arrival: Arrival) -> str | None:
+    """For an unrecognised file, the collection its folder suggests (so its DAG records the rejection)."""
+    parts = Path(arrival.relpath).parts
+    known = set(schema.collections())
+    for part in parts[:-1]:
+        if part in known:
+            return part
+    return None
+
+
+def _infer_folder_years(arrivals: list[Arrival]) -> None:
+    pending: dict[tuple[str, Path], list[Arrival]] = defaultdict(list)
+    for a in arrivals:
+        if a.problem is None and a.return_year is None and a.collection not in (None, "published"):
+            pending[(a.collection, a.path.parent)].append(a)
+    for (coll_id, _), group in pending.items():
+        coll = schema.collection(coll_id)
+        frames = {}
+        for a in group:
+            if a.format == "csv" and a.table in coll.spec.get("year_from_dates", {}):
+                df, _ = read_csv_strings(a.path)
+                df.columns = ["source_row", *[normalise_header(c) for c in df.columns[1:]]]
+                frames[a.table] = df
+            elif a.format == "xml":
+                from transforms.readers.xml_records import read_records
+                raw = read_records(a.path, coll, [coll.table(t) for t in coll.spec.get("year_from_dates", {})])
+                year = latest_return_year(raw.tables, coll)
+                if year:
+                    a.return_year, a.year_source = year, "content"
+        year = latest_return_year(frames, coll) if frames else None
+        for a in group:
+            if a.return_year is None:
+                if year:
+                    a.return_year, a.year_source = year, "content"
+                else:
+                    a.problem = ("cannot tell the return year: no year in the name or header and no event dates; "
+                                 "put the file under a year=YYYY folder")

@@ -1,0 +1,132 @@
+"""How the pipeline stages become Airflow tasks: one DAG per collection, generated from ``schemas/``.
+
+Tasks map over file names and pass only small dicts of paths through XCom; the data itself moves through
+the repository's staging area. The DAG files in ``dags/`` only call these builders.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+from transforms import schema
+
+WRITER_POOL = "csreturns_writer"
+
+
+def collection_asset(collection_id: str) -> Asset:
+    """Updated whenever a collection's partitions change; the repository refresh is scheduled on these."""
+    return Asset(name=f"csreturns_{collection_id}", uri=f"file://csreturns/parquet/{collection_id}")
+
+
+CATALOGUE_ASSET = Asset(name="csreturns_catalogue", uri="file://csreturns/catalogue")
+
+
+def collection_ids() -> list[str]:
+    return list(schema.collections())
+
+
+def _paths() -> tuple[Path, Path]:
+    params = get_current_context()["params"]
+    landing = params.get("landing") or os.environ.get("CSRETURNS_LANDING", "var/landing")
+    repo = params.get("repo") or os.environ.get("CSRETURNS_REPO", "var/repository")
+    return Path(landing), Path(repo)
+
+
+def collection_dag(collection_id: str):
+    coll = schema.collection(collection_id)
+    asset = collection_asset(collection_id)
+
+    @dag(dag_id=f"collect_{collection_id}", schedule="@hourly", catchup=False, max_active_runs=1,
+         description=f"Ingest {coll.title} from the landing area into the repository",
+         tags=["csreturns", "collection", coll.owner], doc_md=_doc(coll),
+         params={"landing": Param(None, type=["null", "string"], description="landing folder (default $CSRETURNS_LANDING)"),
+                 "repo": Param(None, type=["null", "string"], description="repository folder (default $CSRETURNS_REPO)")},
+         default_args={"retries": 1, "retry_delay": timedelta(seconds=30)})
+    def collect():
+        @task
+        def discover() -> list[dict]:
+            """Files of this collection that the ledger has not seen (same path and bytes)."""
+            from transforms.landing import discover as find
+            from transforms.repository import Repository
+
+            landing, repo = _paths()
+            arrivals = find(landing, collection_id, seen=Repository(repo).seen())
+            print(f"{len(arrivals)} new file(s) for {collection_id} under {landing}")
+            return [a.to_dict() for a in arrivals]
+
+        @task(map_index_template="{{ arrival['relpath'] }}")
+        def read(arrival: dict) -> dict:
+            from transforms.landing import Arrival
+            from transforms.pipeline import read_stage
+            from transforms.repository import Repository
+
+            state = read_stage(Repository(_paths()[1]), Arrival.from_dict(arrival))
+            print(f"{arrival['relpath']}: {state.get('rows_in', 0)} rows read"
+                  + (f"; problem: {state['problem']}" if "problem" in state else ""))
+            return state
+
+        @task(map_index_template="{{ state['arrival']['relpath'] }}")
+        def validate(state: dict) -> dict:
+            from transforms.pipeline import validate_stage
+            from transforms.repository import Repository
+
+            state = validate_stage(Repository(_paths()[1]), state)
+            for info in state.get("tables", {}).values():
+                print("GX", info["summary"])
+            return state
+
+        @task(map_index_template="{{ state['arrival']['relpath'] }}")
+        def load(state: dict) -> dict:
+            from transforms.pipeline import load_stage
+            from transforms.repository import Repository
+
+            row = load_stage(Repository(_paths()[1]), state)
+            print(f"{row['relpath']}: {row['status']} ({row['rows_loaded']} loaded, "
+                  f"{row['rows_quarantined']} quarantined of {row['rows_in']}){' - ' + row['reason'] if row.get('reason') else ''}")
+            return {k: row[k] for k in ("load_id", "relpath", "status", "rows_in", "rows_loaded", "rows_quarantined")}
+
+        @task(outlets=[asset], trigger_rule="none_failed")
+        def publish(rows: list[dict] | None = None) -> dict:
+            """Announce what changed: the repository refresh DAG is scheduled on this asset."""
+            rows = list(rows or [])
+            summary = {s: sum(1 for r in rows if r["status"] == s) for s in ("loaded", "partly_loaded", "rejected", "duplicate")}
+            summary.update(files=len(rows), rows_loaded=sum(r["rows_loaded"] for r in rows),
+                           rows_quarantined=sum(r["rows_quarantined"] for r in rows))
+            print(f"{collection_id}: {summary}")
+            get_current_context()["outlet_events"][asset].extra = summary
+            return summary
+
+        publish(load.expand(state=validate.expand(state=read.expand(arrival=discover()))))
+
+    return collect()
+
+
+def _doc(coll: schema.Collection) -> str:
+    tables = ", ".join(f"`{coll.relation(t)}`" for t in coll.table_names) or "`published_statistics`"
+    return (f"### {coll.title}\n\nOwner: {coll.owner}. Cadence: {coll.cadence}. Grain: {coll.grain}. "
+            f"Formats: {', '.join(coll.formats)}.\n\nDeclared in `schemas/{coll.path.name}`; loads {tables}. "
+            "Tasks: discover new files, read, validate (Great Expectations), load (atomic swap), publish "
+            "(emits this collection's asset).")
+
+
+def repository_refresh_dag():
+    @dag(dag_id="repository_refresh", schedule=[collection_asset(c) for c in collection_ids()] or None,
+         catchup=False, max_active_runs=1, tags=["csreturns", "repository"],
+         description="Rebuild the DuckDB catalogue when any collection's Parquet changes",
+         params={"repo": Param(None, type=["null", "string"])})
+    def refresh():
+        @task(outlets=[CATALOGUE_ASSET])
+        def build_catalogue() -> str:
+            from transforms.catalogue import publish
+            from transforms.repository import Repository
+
+            path = publish(Repository(_paths()[1]))
+            print(f"catalogue rebuilt: {path}")
+            return str(path)
+
+        build_catalogue()
+
+    return refresh()

@@ -1,0 +1,294 @@
+"""Ingesting a landed file: read -> validate -> load, each stage persisting its output under staging.
+
+The Airflow tasks call these stages one by one (passing only the small ``state`` dict through XCom);
+``ingest`` runs them in a row for the command line. Either way it is the same code.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from transforms import schema
+from transforms.landing import Arrival, discover, latest_return_year
+from transforms.privacy import Pseudonymiser, protect, protect_raw
+from transforms.readers import RawTables, UnreadableFile
+from transforms.readers.csv_tables import read_table
+from transforms.readers.ees import read_ees, to_long
+from transforms.readers.xml_records import read_records
+from transforms.repository import QUARANTINE_SCHEMA, Partition, Repository, new_load_id
+from transforms.validate import build_published_suite, build_suite, split, to_typed
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_SCHEMA = pa.schema([
+    ("time_period", pa.string()), ("time_identifier", pa.string()), ("geographic_level", pa.string()),
+    ("country_code", pa.string()), ("country_name", pa.string()), ("region_code", pa.string()),
+    ("region_name", pa.string()), ("old_la_code", pa.string()), ("new_la_code", pa.string()),
+    ("la_name", pa.string()), ("breakdowns", pa.map_(pa.string(), pa.string())), ("measure", pa.string()),
+    ("value", pa.float64()), ("value_symbol", pa.string()), ("period_end", pa.date32()),
+    ("published_on", pa.date32()), ("source_row", pa.int64()), ("load_id", pa.string()),
+])
+
+
+# -- read ------------------------------------------------------------------------------------------
+def read_stage(repo: Repository, arrival: Arrival) -> dict:
+    """Read a landed file into raw text tables under staging; note duplicates and unreadable files."""
+    load_id = new_load_id()
+    state = {"load_id": load_id, "arrival": arrival.to_dict(),
+             "received_at": datetime.now(timezone.utc).isoformat()}
+    if arrival.problem:
+        state["problem"] = arrival.problem
+        state["rows_in"] = _count_csv_rows(arrival)
+        return state
+    duplicate = repo.loaded_copy_of(arrival.sha256)
+    if duplicate:
+        state["duplicate_of"] = duplicate
+        return state
+    try:
+        raw = _read(arrival)
+    except (UnreadableFile, ValueError) as exc:
+        state["problem"] = str(exc)
+        state["rows_in"] = _count_csv_rows(arrival)
+        return state
+    if arrival.return_year is None and arrival.collection != "published":
+        arrival.return_year = latest_return_year(raw.tables, schema.collection(arrival.collection))
+        arrival.year_source = "content"
+        state["arrival"] = arrival.to_dict()
+        if arrival.return_year is None:
+            state["problem"] = "cannot tell the return year: put the file under a year=YYYY folder"
+            state["rows_in"] = raw.rows
+            return state
+    problem = _year_problem(arrival)
+    if problem:
+        state["problem"] = problem
+        state["rows_in"] = raw.rows
+        return state
+    staging = repo.staging_dir(load_id) / "raw"
+    state["raw"] = {}
+    for name, df in raw.tables.items():
+        path = staging / f"{name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(path, index=False)
+        state["raw"][name] = str(path)
+    state["rows_in"] = raw.rows
+    state["meta"] = raw.meta
+    return state
+
+
+def _read(arrival: Arrival) -> RawTables:
+    coll = schema.collection(arrival.collection)
+    if arrival.format == "ees_csv":
+        return read_ees(arrival.path, coll)
+    if arrival.format == "csv":
+        return read_table(arrival.path, coll.table(arrival.table, arrival.return_year))
+    year = arrival.return_year
+    tables = [t for t in coll.tables(year) if year is None or t.collected_in(year)]
+    return read_records(arrival.path, coll, tables)
+
+
+def _year_problem(arrival: Arrival) -> str | None:
+    if arrival.collection == "published":
+        return None
+    coll = schema.collection(arrival.collection)
+    first = coll.spec.get("first_year")
+    if first and arrival.return_year < first:
+        return f"{coll.id} return year {arrival.return_year} is before the first declared year {first}"
+    if arrival.format == "csv":
+        table = coll.table(arrival.table, arrival.return_year)
+        if not table.collected_in(arrival.return_year):
+            return (f"{table.relation} is collected from {table.first_year}"
+                    f"{' to ' + str(table.last_year) if table.last_year else ''}; "
+                    f"this file is for {arrival.return_year}")
+    return None
+
+
+def _count_csv_rows(arrival: Arrival) -> int:
+    """Rows in a rejected CSV, so the ledger still accounts for every row that arrived."""
+    if arrival.path.suffix.lower() != ".csv":
+        return 0
+    try:
+        with open(arrival.path, "rb") as fh:
+            lines = [line for line in fh if line.strip()]
+        return max(len(lines) - 1, 0)
+    except OSError:
+        return 0
+
+
+# -- validate --------------------------------------------------------------------------------------
+def validate_stage(repo: Repository, state: dict) -> dict:
+    """Run the schema's GX suites; stage clean rows (typed, pseudonymised) and quarantined rows."""
+    if "raw" not in state:
+        return state
+    arrival = Arrival.from_dict(state["arrival"])
+    coll = schema.collection(arrival.collection)
+    load_id = state["load_id"]
+    staging = repo.staging_dir(load_id)
+    pseudonymiser = Pseudonymiser.for_repository(repo.root)
+    results_dir = repo.validations / load_id
+    results_dir.mkdir(parents=True, exist_ok=True)
+    quarantine_rows: list[dict] = []
+    state["tables"] = {}
+    for name, raw_path in state["raw"].items():
+        raw = pd.read_parquet(raw_path)
+        if coll.is_published:
+            measures = state["meta"]["measures"].split(",")
+            verdict = split(raw, name, build_published_suite(coll, measures))
+            arrow = _published_arrow(verdict.clean, coll, arrival, state["meta"], load_id)
+            spec = None
+        else:
+            spec = coll.table(name, arrival.return_year)
+            verdict = split(raw, name, build_suite(spec, coll.date_format))
+            typed = protect(to_typed(verdict.clean, spec, coll.date_format), spec, arrival.la_code, pseudonymiser)
+            typed["load_id"] = load_id
+            arrow = pa.Table.from_pandas(typed, schema=spec.arrow_schema(), preserve_index=False)
+        clean_path = repo.write_staged(arrow, staging / "clean" / f"{name}.parquet", load_id)
+        (results_dir / f"{name}.json").write_text(json.dumps(verdict.gx_result, default=str, indent=1))
+        log.info("GX %s", verdict.summary)
+        for row in verdict.quarantined.to_dict("records"):
+            failing = {f["field"] for f in row["failures"]}
+            quarantine_rows.append({
+                "load_id": load_id, "collection": coll.id,
+                "table_name": spec.relation if spec else coll.spec["relation"],
+                "la_code": arrival.la_code, "return_year": arrival.return_year,
+                "source_row": int(row["source_row"]), "field": row["field"], "rule": row["rule"],
+                "message": row["message"], "failures": row["failures"],
+                "raw": _as_map(protect_raw(row["raw"], spec, arrival.la_code, pseudonymiser, failing))})
+        state["tables"][name] = {"rows_in": verdict.rows_in, "rows_loaded": len(verdict.clean),
+                                 "rows_quarantined": len(verdict.quarantined), "gx_success": verdict.gx_success,
+                                 "clean": str(clean_path), "summary": verdict.summary}
+    if quarantine_rows:
+        path = staging / "quarantine_rows.parquet"
+        pq.write_table(pa.Table.from_pylist(quarantine_rows, schema=QUARANTINE_SCHEMA), path)
+        state["quarantine_rows"] = str(path)
+    return state
+
+
+def _as_map(raw: dict) -> list[tuple[str, str | None]]:
+    return [(str(k), None if v is None else str(v)) for k, v in raw.items()]
+
+
+def _published_arrow(clean: pd.DataFrame, coll: schema.Collection, arrival: Arrival, meta: dict,
+                     load_id: str) -> pa.Table:
+    _, dataset = coll.dataset_for(arrival.path.name)
+    long = to_long(clean, meta["measures"].split(","), [b for b in meta["breakdowns"].split(",") if b],
+                   coll.spec["key_columns"], {str(s).lower() for s in coll.spec["suppression_symbols"]})
+    end_month, end_day = (int(x) for x in dataset.get("period", {}).get("end", "03-31").split("-"))
+    lag = dataset.get("published", {}).get("months_after_period_end", coll.spec["default_publication_lag_months"])
+    years = long["time_period"].astype("str").str[-2:].astype(int)
+    start = long["time_period"].astype("str").str[:4].astype(int)
+    end_year = start.where(long["time_period"].astype("str").str.len() == 4, (start // 100) * 100 + years)
+    end_year = end_year.where(end_year >= start, end_year + 100)
+    long["period_end"] = [date(int(y), end_month, end_day) for y in end_year]
+    long["published_on"] = [(pd.Timestamp(d) + pd.DateOffset(months=lag)).date() for d in long["period_end"]]
+    long["load_id"] = load_id
+    long["source_row"] = long["source_row"].astype("int64")
+    for col in ("old_la_code", "new_la_code", "region_code", "la_name"):
+        long[col] = long[col].astype(object).where(long[col].notna(), None)
+    return pa.Table.from_pandas(long[[f.name for f in PUBLISHED_SCHEMA]], schema=PUBLISHED_SCHEMA,
+                                preserve_index=False)
+
+
+# -- load ------------------------------------------------------------------------------------------
+def load_stage(repo: Repository, state: dict) -> dict:
+    """Commit under the writer lock: swap partitions, keep the quarantine, write the ledger row."""
+    arrival = Arrival.from_dict(state["arrival"])
+    load_id = state["load_id"]
+    row = {"load_id": load_id, "path": arrival.relpath and str(arrival.path), "relpath": arrival.relpath,
+           "sha256": arrival.sha256, "bytes": arrival.bytes, "format": arrival.format,
+           "collection": arrival.collection, "table": arrival.table, "tables": list(arrival.tables),
+           "dataset": arrival.dataset, "la_code": arrival.la_code, "return_year": arrival.return_year,
+           "year_source": arrival.year_source, "received_at": state["received_at"], "gx_success": None,
+           "reason": None, "duplicate_of": None, "replaces": []}
+    with repo.writer_lock():
+        duplicate = state.get("duplicate_of") or (repo.loaded_copy_of(arrival.sha256) if "problem" not in state else None)
+        if duplicate:
+            row.update(status="duplicate", rows_in=0, rows_loaded=0, rows_quarantined=0, duplicate_of=duplicate,
+                       reason=f"same bytes as load {duplicate}; nothing changed")
+            repo.commit(load_id, {}, row, None)
+            return row
+        if "problem" in state:
+            rows_in = int(state.get("rows_in") or 0)
+            row.update(status="rejected", rows_in=rows_in, rows_loaded=0, rows_quarantined=rows_in,
+                       reason=state["problem"], gx_success=False)
+            repo.commit(load_id, {}, row, _file_rejection(state, arrival))
+            return row
+        tables = state["tables"]
+        rows_in = sum(t["rows_in"] for t in tables.values())
+        rows_loaded = sum(t["rows_loaded"] for t in tables.values())
+        rows_quarantined = sum(t["rows_quarantined"] for t in tables.values())
+        quarantine = pq.read_table(state["quarantine_rows"]) if state.get("quarantine_rows") else None
+        row.update(rows_in=rows_in, rows_loaded=rows_loaded, rows_quarantined=rows_quarantined,
+                   gx_success=all(t["gx_success"] for t in tables.values()))
+        if rows_in and not rows_loaded:
+            row.update(status="rejected", reason="every row failed validation; earlier data kept")
+            repo.commit(load_id, {}, row, quarantine)
+            return row
+        replacements = {}
+        for name, info in tables.items():
+            partition = _partition(arrival, name)
+            previous = repo.current_load(partition)
+            if previous:
+                row["replaces"].append(previous)
+            replacements[partition] = Path(info["clean"]) if info["rows_loaded"] else None
+        row["replaces"] = sorted(set(row["replaces"]))
+        row["status"] = "partly_loaded" if rows_quarantined else "loaded"
+        repo.commit(load_id, replacements, row, quarantine)
+    return row
+
+
+def _partition(arrival: Arrival, table: str) -> Partition:
+    if arrival.collection == "published":
+        return Partition("published", "published_statistics", dataset=arrival.dataset)
+    return Partition(arrival.collection, table, arrival.la_code, arrival.return_year)
+
+
+def _file_rejection(state: dict, arrival: Arrival) -> pa.Table:
+    return pa.Table.from_pylist([{
+        "load_id": state["load_id"], "collection": arrival.collection, "table_name": None,
+        "la_code": arrival.la_code, "return_year": arrival.return_year, "source_row": None, "field": None,
+        "rule": "file_rejected", "message": f"{arrival.relpath}: {state['problem']}", "failures": [],
+        "raw": [("path", arrival.relpath), ("rows", str(state.get("rows_in") or 0))]}], schema=QUARANTINE_SCHEMA)
+
+
+# -- the whole path --------------------------------------------------------------------------------
+def ingest_one(repo: Repository, arrival: Arrival) -> dict:
+    return load_stage(repo, validate_stage(repo, read_stage(repo, arrival)))
+
+
+def ingest(landing: Path, repo_root: Path, collection: str | None = None, only_new: bool = False,
+           progress: Callable[[int, int, dict], None] | None = None, refresh: bool = True) -> list[dict]:
+    """Ingest everything under ``landing`` and rebuild the catalogue; returns the ledger rows written."""
+    repo = Repository(repo_root)
+    arrivals = discover(landing, collection, seen=repo.seen() if only_new else None)
+    rows = []
+    for i, arrival in enumerate(arrivals, start=1):
+        row = ingest_one(repo, arrival)
+        rows.append(row)
+        if progress:
+            progress(i, len(arrivals), row)
+    if refresh:
+        from transforms.catalogue import publish
+        publish(repo)
+    return rows
+
+
+def summarise(rows: Iterable[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(list(rows))
+    if df.empty:
+        return df
+    df["collection"] = df["collection"].fillna("(unrecognised)")
+    return df.groupby("collection").agg(
+        files=("load_id", "count"),
+        loaded=("status", lambda s: int((s == "loaded").sum())),
+        partly_loaded=("status", lambda s: int((s == "partly_loaded").sum())),
+        rejected=("status", lambda s: int((s == "rejected").sum())),
+        duplicate=("status", lambda s: int((s == "duplicate").sum())),
+        rows_in=("rows_in", "sum"), rows_loaded=("rows_loaded", "sum"),
+        rows_quarantined=("rows_quarantined", "sum"))

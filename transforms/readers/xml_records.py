@@ -1,0 +1,125 @@
+"""Nested XML returns (SSDA903 XML, CIN census, ...) flattened into related tables, driven by the schema.
+
+The schema's ``xml`` block names the record element (a child), values inherited from the record (the
+child's id), and the repeating blocks whose position keys lower tables (``levels``). Each table names
+the path of its row element below the record. Parsing is streaming and safe: no DTD, no entity
+expansion, no network.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+from lxml import etree
+
+from transforms.readers import RawTables, UnreadableFile
+from transforms.readers.text import refuses_dtd
+from transforms.schema import Collection, Table
+
+_PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                       remove_comments=True)
+
+
+def check_safe(path: Path) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    if refuses_dtd(head):
+        raise UnreadableFile("XML with a DOCTYPE or ENTITY declaration is refused (returns never carry one)")
+
+
+def root_and_header(path: Path, header_paths: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """The root tag and a few header values, reading only as far as the first record."""
+    check_safe(path)
+    header_paths = header_paths or {}
+    values: dict[str, str] = {}
+    root_tag = ""
+    try:
+        context = etree.iterparse(str(path), events=("start", "end"), **_PARSER_OPTIONS)
+        stack: list[str] = []
+        for event, elem in context:
+            if event == "start":
+                if not root_tag:
+                    root_tag = etree.QName(elem).localname
+                stack.append(etree.QName(elem).localname)
+                if len(values) == len(header_paths) and len(stack) > 2:
+                    break
+                continue
+            rel = "/".join(stack[1:])
+            for key, want in header_paths.items():
+                if rel == want and elem.text and elem.text.strip():
+                    values[key] = elem.text.strip()
+            stack.pop()
+            if len(stack) == 1 and len(values) == len(header_paths):
+                break
+    except etree.XMLSyntaxError as exc:
+        if not root_tag:
+            raise UnreadableFile(f"not well-formed XML: {exc}") from None
+    return root_tag, values
+
+
+def _walk(elem, steps: list[str], levels: dict[str, str], ordinals: dict[str, int]) -> Iterator:
+    if not steps:
+        yield elem, ordinals
+        return
+    step, rest = steps[0], steps[1:]
+    for i, child in enumerate(elem.iterfind(step), start=1):
+        yield from _walk(child, rest, levels, {**ordinals, levels[step]: i} if step in levels else ordinals)
+
+
+def _text(elem) -> str | None:
+    if elem is None or elem.text is None:
+        return None
+    value = elem.text.strip()
+    return value or None
+
+
+def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables:
+    spec = coll.spec["xml"]
+    root_tag, header = root_and_header(path, spec.get("header"))
+    if root_tag != spec["root"]:
+        raise UnreadableFile(f"root element is <{root_tag}>, expected <{spec['root']}> for {coll.id}")
+    record_tag = spec["record"].split("/")[-1]
+    inherit = spec.get("inherit", {})
+    levels = spec.get("levels", {})
+    plans = []
+    for table in tables:
+        steps = [s for s in (table.xml_path or "").split("/") if s]
+        lookups = [(c.name, c.xml) for c in table.columns if c.name != table.xml_value]
+        plans.append((table, steps, lookups, [k for k in table.sequence_keys]))
+    rows: dict[str, list[dict]] = {t.name: [] for t in tables}
+    records = 0
+    try:
+        for _, record in etree.iterparse(str(path), events=("end",), tag=record_tag, **_PARSER_OPTIONS):
+            records += 1
+            inherited = {name: _text(record.find(p)) for name, p in inherit.items()}
+            for table, steps, lookups, seq_keys in plans:
+                for elem, ordinals in _walk(record, steps, levels, {}):
+                    if table.xml_skip_empty and len(elem) == 0 and not _text(elem):
+                        continue
+                    row = {"source_row": elem.sourceline}
+                    for name, paths in lookups:
+                        value = None
+                        for p in paths:
+                            value = _text(elem.find(p))
+                            if value is not None:
+                                break
+                        row[name] = value if value is not None else inherited.get(name)
+                    if table.xml_value:
+                        row[table.xml_value] = _text(elem)
+                    for key in seq_keys:
+                        row[key] = ordinals.get(key)
+                    rows[table.name].append(row)
+            record.clear(keep_tail=False)
+            parent = record.getparent()
+            while parent is not None and record.getprevious() is not None:
+                del parent[0]
+    except etree.XMLSyntaxError as exc:
+        raise UnreadableFile(f"not well-formed XML: {exc}") from None
+    frames = {}
+    for table, _, _, seq_keys in plans:
+        columns = ["source_row", *table.names, *seq_keys]
+        frames[table.name] = pd.DataFrame(rows[table.name], columns=columns).astype(
+            {c: "str" for c in table.names})
+    meta = dict(header, records=str(records))
+    return RawTables(frames, meta)

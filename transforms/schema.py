@@ -1,0 +1,276 @@
+"""Declarative collection schemas: the single description everything else is derived from.
+
+A collection is one YAML file under ``schemas/``: a base specification of its tables and columns plus
+``changes`` keyed by return year (the year ending 31 March). ``Collection.table(name, year)`` resolves the
+base plus every change up to that year, so readers, GX suites, Parquet types and docs all see the same
+year-aware specification.
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+ARROW_TYPES = {
+    "string": pa.string(),
+    "date": pa.date32(),
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "boolean": pa.bool_(),
+}
+DUCKDB_TYPES = {"string": "VARCHAR", "date": "DATE", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
+PRIVACY_ACTIONS = {None, "pseudonymise", "pseudonymise_national", "month", "postcode_district", "drop"}
+
+
+class SchemaError(ValueError):
+    """A schema file is malformed; raised at load time so a bad schema never reaches a DAG run."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    out: str
+    type: str = "string"
+    required: bool = False
+    codes: dict[str, str] | None = None
+    pattern: str | None = None
+    min: float | None = None
+    max: float | None = None
+    privacy: str | None = None
+    xml: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return ARROW_TYPES[self.type]
+
+    @property
+    def duckdb_type(self) -> str:
+        return DUCKDB_TYPES[self.type]
+
+    @property
+    def kept(self) -> bool:
+        return self.privacy != "drop"
+
+
+@dataclass(frozen=True)
+class Table:
+    collection: str
+    name: str
+    relation: str
+    description: str
+    keys: tuple[str, ...]
+    columns: tuple[Column, ...]
+    year: int | None = None
+    first_year: int | None = None
+    last_year: int | None = None
+    xml_path: str | None = None
+    xml_value: str | None = None
+    xml_skip_empty: bool = False
+    notes: tuple[str, ...] = ()
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.relation} has no column {name}")
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def collected_in(self, year: int) -> bool:
+        return (self.first_year is None or year >= self.first_year) and (
+            self.last_year is None or year <= self.last_year)
+
+    def arrow_schema(self) -> pa.Schema:
+        """Types of the Parquet files for this table (partition keys live in the path, not the file)."""
+        fields = [pa.field(c.out, c.arrow_type) for c in self.columns if c.kept]
+        fields += [pa.field(k, pa.int32()) for k in self.sequence_keys]
+        fields += [pa.field("source_row", pa.int64()), pa.field("load_id", pa.string())]
+        return pa.schema(fields)
+
+    @property
+    def sequence_keys(self) -> list[str]:
+        """Ordinal keys for nested XML tables (e.g. cin_episode_seq) that are not source columns."""
+        return [k for k in self.keys if k not in self.names]
+
+
+@dataclass
+class Collection:
+    id: str
+    title: str
+    owner: str
+    cadence: str
+    grain: str
+    formats: tuple[str, ...]
+    spec: dict[str, Any]
+    path: Path
+    base_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def is_published(self) -> bool:
+        return "datasets" in self.spec
+
+    @property
+    def relation_prefix(self) -> str:
+        return self.spec.get("relation_prefix", self.id)
+
+    @property
+    def date_format(self) -> str:
+        return self.spec.get("date_format", "%Y-%m-%d")
+
+    @property
+    def table_names(self) -> list[str]:
+        return list(self.base_tables)
+
+    @property
+    def change_years(self) -> list[int]:
+        return sorted(self.changes)
+
+    def relation(self, table: str) -> str:
+        return f"{self.relation_prefix}_{table}"
+
+    def table(self, name: str, year: int | None = None) -> Table:
+        """The table as collected in ``year`` (``None``: the latest declared specification)."""
+        if name not in self.base_tables:
+            raise KeyError(f"{self.id} has no table {name!r}; it has {', '.join(self.base_tables)}")
+        raw = copy.deepcopy(self.base_tables[name])
+        notes = []
+        for change_year in self.change_years:
+            if year is not None and change_year > year:
+                break
+            for change in self.changes[change_year]:
+                if change["table"] == name:
+                    _apply_change(raw, change)
+                    if change.get("note"):
+                        notes.append(f"{change_year}: {change['note']}")
+        return _build_table(self, name, raw, year, tuple(notes))
+
+    def tables(self, year: int | None = None) -> list[Table]:
+        return [self.table(n, year) for n in self.base_tables]
+
+    def dataset_for(self, filename: str) -> tuple[str, dict[str, Any]]:
+        """Published statistics: which declared dataset a file is (falls back to its stem)."""
+        for dataset_id, ds in self.spec.get("datasets", {}).items():
+            if fnmatch.fnmatch(filename.lower(), ds["match"].lower()):
+                return dataset_id, ds
+        stem = Path(filename).stem.lower().replace("-", "_").replace(" ", "_")
+        return stem, {}
+
+
+def _apply_change(raw: dict[str, Any], change: dict[str, Any]) -> None:
+    columns = {c["name"]: c for c in raw["columns"]}
+    name = change.get("column")
+    if name is None:
+        raw.update({k: v for k, v in change.items() if k not in ("table", "note")})
+        return
+    if change.get("add_column"):
+        raw["columns"].append(dict(change["add_column"], name=name))
+        return
+    if change.get("drop_column"):
+        raw["columns"] = [c for c in raw["columns"] if c["name"] != name]
+        return
+    col = columns[name]
+    if "codes" in change:
+        col["codes"] = copy.deepcopy(change["codes"])
+    codes = _codes(col.get("codes")) or {}
+    for code in change.get("drop_codes", []):
+        codes.pop(str(code), None)
+    for code, label in _codes(change.get("add_codes")).items() if change.get("add_codes") else []:
+        codes[code] = label
+    if "drop_codes" in change or "add_codes" in change:
+        col["codes"] = codes
+    for key in ("type", "required", "pattern", "min", "max", "description", "privacy"):
+        if key in change:
+            col[key] = change[key]
+
+
+def _codes(codes: Any) -> dict[str, str] | None:
+    if codes is None:
+        return None
+    if isinstance(codes, dict):
+        return {str(k): str(v) for k, v in codes.items()}
+    return {str(c): "" for c in codes}
+
+
+def _build_table(coll: Collection, name: str, raw: dict[str, Any], year: int | None, notes) -> Table:
+    columns = []
+    for c in raw["columns"]:
+        if c.get("type", "string") not in ARROW_TYPES:
+            raise SchemaError(f"{coll.path.name}: {name}.{c['name']} has unknown type {c.get('type')!r}")
+        if c.get("privacy") not in PRIVACY_ACTIONS:
+            raise SchemaError(f"{coll.path.name}: {name}.{c['name']} has unknown privacy {c.get('privacy')!r}")
+        xml = c.get("xml", c["name"])
+        columns.append(Column(
+            name=c["name"], out=c.get("as", c["name"].lower()), type=c.get("type", "string"),
+            required=bool(c.get("required", False)), codes=_codes(c.get("codes")), pattern=c.get("pattern"),
+            min=c.get("min"), max=c.get("max"), privacy=c.get("privacy"),
+            xml=tuple(xml) if isinstance(xml, list) else (xml,), description=c.get("description", "")))
+    xml = raw.get("xml", {})
+    keys = tuple(raw.get("keys", []))
+    for key in keys:
+        if key not in {c.name for c in columns} and key not in coll.spec.get("xml", {}).get("levels", {}).values():
+            raise SchemaError(f"{coll.path.name}: key {key!r} of {name} is neither a column nor an XML level")
+    return Table(
+        collection=coll.id, name=name, relation=coll.relation(name), description=raw.get("description", ""),
+        keys=keys, columns=tuple(columns), year=year,
+        first_year=raw.get("first_year"), last_year=raw.get("last_year"),
+        xml_path=xml.get("path"), xml_value=xml.get("value"), xml_skip_empty=bool(xml.get("skip_empty")),
+        notes=notes)
+
+
+def load_collection(path: Path) -> Collection:
+    spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    for key in ("id", "title", "owner", "cadence", "grain", "formats"):
+        if key not in spec:
+            raise SchemaError(f"{Path(path).name}: missing {key!r}")
+    coll = Collection(
+        id=spec["id"], title=spec["title"], owner=spec["owner"], cadence=spec["cadence"], grain=spec["grain"],
+        formats=tuple(spec["formats"]), spec=spec, path=Path(path),
+        base_tables=spec.get("tables", {}),
+        changes={int(y): list(ch) for y, ch in (spec.get("changes") or {}).items()})
+    for year, changes in coll.changes.items():
+        for change in changes:
+            if change.get("table") not in coll.base_tables:
+                raise SchemaError(f"{Path(path).name}: change for {year} names unknown table {change.get('table')!r}")
+    for name in coll.base_tables:  # fail fast on every declared year, not on first use
+        for year in [None, *coll.change_years]:
+            coll.table(name, year)
+    return coll
+
+
+@lru_cache(maxsize=None)
+def _load_all(schema_dir: str) -> dict[str, Collection]:
+    collections = {}
+    for path in sorted(Path(schema_dir).glob("*.yaml")):
+        coll = load_collection(path)
+        if coll.id in collections:
+            raise SchemaError(f"collection id {coll.id!r} declared twice")
+        collections[coll.id] = coll
+    return collections
+
+
+def collections(schema_dir: Path | None = None) -> dict[str, Collection]:
+    """Every declared collection, by id (cached: schemas are read once per process)."""
+    return _load_all(str(schema_dir or SCHEMA_DIR))
+
+
+def collection(collection_id: str) -> Collection:
+    try:
+        return collections()[collection_id]
+    except KeyError:
+        raise KeyError(f"no schema for collection {collection_id!r}") from None
