@@ -55,6 +55,16 @@ PUBLISHED_DOC = {
     "source_row": "Row in the source file", "load_id": "The arrival that loaded it",
 }
 
+DICTIONARY_DOC = {
+    "relation": "Relation (view or table) in this catalogue", "column_name": "Column",
+    "type": "DuckDB type", "description": "What the column holds", "codes": "Valid codes (latest year) and labels",
+    "source_field": "Field name in the return as councils send it", "collection": "Collection id (schemas/)",
+}
+RELATIONS_DOC = {
+    "relation": "Relation in this catalogue", "collection": "Collection id (schemas/)",
+    "grain": "What one row is", "description": "What the relation holds",
+}
+
 
 def _sql_str(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
@@ -84,7 +94,8 @@ def dictionary() -> pd.DataFrame:
             rows.append((table.relation, "source_row", "BIGINT", "Line or XML element line in the source file", None, None, coll.id))
             rows.append((table.relation, "load_id", "VARCHAR", "The arrival that loaded this row (see load_ledger)", None, None, coll.id))
     for relation, doc in (("published_statistics", PUBLISHED_DOC), ("load_ledger", LEDGER_DOC),
-                          ("quarantine", QUARANTINE_DOC)):
+                          ("quarantine", QUARANTINE_DOC), ("column_dictionary", DICTIONARY_DOC),
+                          ("relations", RELATIONS_DOC)):
         for name, text in doc.items():
             rows.append((relation, name, None, text, None, None, None))
     return pd.DataFrame(rows, columns=["relation", "column_name", "type", "description", "codes",
@@ -103,6 +114,7 @@ def relations() -> pd.DataFrame:
     rows.append(("load_ledger", None, "file", "One row per file ever received, with its fate and row counts"))
     rows.append(("quarantine", None, "row", "One row per rejected row or file, with the reason"))
     rows.append(("column_dictionary", None, "column", "What each column of each relation holds"))
+    rows.append(("relations", None, "relation", "The relations of this catalogue"))
     return pd.DataFrame(rows, columns=["relation", "collection", "grain", "description"])
 
 
@@ -171,19 +183,15 @@ def build(repo: Repository, path: Path) -> None:
         rels = relations()
         con.register("rels_df", rels)
         con.execute("CREATE TABLE relations AS SELECT * FROM rels_df")
+        kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
         for rel in rels.itertuples():
-            kind = "TABLE" if rel.relation in {"column_dictionary", "relations"} else _kind(con, rel.relation)
+            kind = "VIEW" if kinds.get(rel.relation) == "VIEW" else "TABLE"
             con.execute(f'COMMENT ON {kind} "{rel.relation}" IS {_sql_str(rel.description)}')
-        for d in docs.itertuples():
-            if _kind(con, d.relation) == "TABLE":
+        for d in docs.itertuples():  # DuckDB keeps column comments on tables only
+            if kinds.get(d.relation) == "BASE TABLE":
                 con.execute(f'COMMENT ON COLUMN "{d.relation}"."{d.column_name}" IS {_sql_str(d.description)}')
     finally:
         con.close()
-
-
-def _kind(con, relation: str) -> str:
-    found = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?", [relation]).fetchone()
-    return "VIEW" if found and found[0] == "VIEW" else "TABLE"
 
 
 def publish(repo: Repository) -> Path:

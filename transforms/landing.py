@@ -227,6 +227,15 @@ def discover(landing: Path, collection: str | None = None, seen: set[tuple[str, 
     return arrivals
 
 
+def submissions(arrivals: list[Arrival]) -> list[list[Arrival]]:
+    """Group files into what a council sends together (collection, LA, return year): the unit that the
+    Airflow tasks map over, so a 12-table SSDA903 return is one task instance per stage, not twelve."""
+    groups: dict[tuple, list[Arrival]] = defaultdict(list)
+    for a in arrivals:
+        groups[(a.collection or "", a.la_code or "", a.return_year or 0)].append(a)
+    return [groups[k] for k in sorted(groups)]
+
+
 def collection_hint(arrival: Arrival) -> str | None:
     """For an unrecognised file, the collection its folder suggests (so its DAG records the rejection)."""
     parts = Path(arrival.relpath).parts

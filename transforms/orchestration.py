@@ -48,50 +48,67 @@ def collection_dag(collection_id: str):
     def collect():
         @task
         def discover() -> list[dict]:
-            """Files of this collection that the ledger has not seen (same path and bytes)."""
-            from transforms.landing import discover as find
+            """New files of this collection (not in the ledger with the same path and bytes), grouped
+            into submissions: one council's return for one year."""
+            from transforms.landing import discover as find, submissions
             from transforms.repository import Repository
 
             landing, repo = _paths()
             arrivals = find(landing, collection_id, seen=Repository(repo).seen())
-            print(f"{len(arrivals)} new file(s) for {collection_id} under {landing}")
-            return [a.to_dict() for a in arrivals]
+            groups = submissions(arrivals)
+            print(f"{len(arrivals)} new file(s) for {collection_id} under {landing} in {len(groups)} submission(s)")
+            return [{"submission": _label(g), "arrivals": [a.to_dict() for a in g]} for g in groups]
 
-        @task(map_index_template="{{ arrival['relpath'] }}")
-        def read(arrival: dict) -> dict:
+        @task(map_index_template="{{ submission['submission'] }}")
+        def read(submission: dict) -> dict:
             from transforms.landing import Arrival
             from transforms.pipeline import read_stage
             from transforms.repository import Repository
 
-            state = read_stage(Repository(_paths()[1]), Arrival.from_dict(arrival))
-            print(f"{arrival['relpath']}: {state.get('rows_in', 0)} rows read"
-                  + (f"; problem: {state['problem']}" if "problem" in state else ""))
-            return state
+            repo = Repository(_paths()[1])
+            states = []
+            for arrival in submission["arrivals"]:
+                state = read_stage(repo, Arrival.from_dict(arrival))
+                print(f"{arrival['relpath']}: {state.get('rows_in', 0)} rows read"
+                      + (f"; problem: {state['problem']}" if "problem" in state else "")
+                      + (f"; duplicate of {state['duplicate_of']}" if "duplicate_of" in state else ""))
+                states.append(state)
+            return {"submission": submission["submission"], "states": states}
 
-        @task(map_index_template="{{ state['arrival']['relpath'] }}")
-        def validate(state: dict) -> dict:
+        @task(map_index_template="{{ submission['submission'] }}")
+        def validate(submission: dict) -> dict:
             from transforms.pipeline import validate_stage
             from transforms.repository import Repository
 
-            state = validate_stage(Repository(_paths()[1]), state)
-            for info in state.get("tables", {}).values():
-                print("GX", info["summary"])
-            return state
+            repo = Repository(_paths()[1])
+            states = []
+            for state in submission["states"]:
+                state = validate_stage(repo, state)
+                for info in state.get("tables", {}).values():
+                    print(f"GX {state['arrival']['relpath']} {info['summary']}")
+                states.append(state)
+            return {"submission": submission["submission"], "states": states}
 
-        @task(map_index_template="{{ state['arrival']['relpath'] }}")
-        def load(state: dict) -> dict:
+        @task(map_index_template="{{ submission['submission'] }}")
+        def load(submission: dict) -> list[dict]:
             from transforms.pipeline import load_stage
             from transforms.repository import Repository
 
-            row = load_stage(Repository(_paths()[1]), state)
-            print(f"{row['relpath']}: {row['status']} ({row['rows_loaded']} loaded, "
-                  f"{row['rows_quarantined']} quarantined of {row['rows_in']}){' - ' + row['reason'] if row.get('reason') else ''}")
-            return {k: row[k] for k in ("load_id", "relpath", "status", "rows_in", "rows_loaded", "rows_quarantined")}
+            repo = Repository(_paths()[1])
+            rows = []
+            for state in submission["states"]:
+                row = load_stage(repo, state)
+                print(f"{row['relpath']}: {row['status']} ({row['rows_loaded']} loaded, "
+                      f"{row['rows_quarantined']} quarantined of {row['rows_in']})"
+                      + (f" - {row['reason']}" if row.get("reason") else ""))
+                rows.append({k: row[k] for k in ("load_id", "relpath", "status", "rows_in", "rows_loaded",
+                                                 "rows_quarantined")})
+            return rows
 
         @task(outlets=[asset], trigger_rule="none_failed")
         def publish(rows: list[dict] | None = None) -> dict:
             """Announce what changed: the repository refresh DAG is scheduled on this asset."""
-            rows = list(rows or [])
+            rows = [row for batch in (rows or []) for row in batch]
             summary = {s: sum(1 for r in rows if r["status"] == s) for s in ("loaded", "partly_loaded", "rejected", "duplicate")}
             summary.update(files=len(rows), rows_loaded=sum(r["rows_loaded"] for r in rows),
                            rows_quarantined=sum(r["rows_quarantined"] for r in rows))
@@ -99,9 +116,15 @@ def collection_dag(collection_id: str):
             get_current_context()["outlet_events"][asset].extra = summary
             return summary
 
-        publish(load.expand(state=validate.expand(state=read.expand(arrival=discover()))))
+        publish(load.expand(submission=validate.expand(submission=read.expand(submission=discover()))))
 
     return collect()
+
+
+def _label(group) -> str:
+    first = group[0]
+    parts = [first.collection or "unrecognised", first.la_code or "", str(first.return_year or "")]
+    return " ".join(p for p in parts if p) + f" ({len(group)} file{'s' if len(group) > 1 else ''})"
 
 
 def _doc(coll: schema.Collection) -> str:

@@ -181,18 +181,26 @@ def _published_arrow(clean: pd.DataFrame, coll: schema.Collection, arrival: Arri
                    coll.spec["key_columns"], {str(s).lower() for s in coll.spec["suppression_symbols"]})
     end_month, end_day = (int(x) for x in dataset.get("period", {}).get("end", "03-31").split("-"))
     lag = dataset.get("published", {}).get("months_after_period_end", coll.spec["default_publication_lag_months"])
-    years = long["time_period"].astype("str").str[-2:].astype(int)
-    start = long["time_period"].astype("str").str[:4].astype(int)
-    end_year = start.where(long["time_period"].astype("str").str.len() == 4, (start // 100) * 100 + years)
-    end_year = end_year.where(end_year >= start, end_year + 100)
-    long["period_end"] = [date(int(y), end_month, end_day) for y in end_year]
-    long["published_on"] = [(pd.Timestamp(d) + pd.DateOffset(months=lag)).date() for d in long["period_end"]]
+    periods = {p: period_end(p, end_month, end_day) for p in long["time_period"].dropna().unique()}
+    long["period_end"] = long["time_period"].map(periods)
+    published = {p: (pd.Timestamp(d) + pd.DateOffset(months=lag)).date() for p, d in periods.items()}
+    long["published_on"] = long["time_period"].map(published)
     long["load_id"] = load_id
     long["source_row"] = long["source_row"].astype("int64")
     for col in ("old_la_code", "new_la_code", "region_code", "la_name"):
         long[col] = long[col].astype(object).where(long[col].notna(), None)
     return pa.Table.from_pandas(long[[f.name for f in PUBLISHED_SCHEMA]], schema=PUBLISHED_SCHEMA,
                                 preserve_index=False)
+
+
+def period_end(time_period: str, month: int, day: int) -> date:
+    """EES periods are a year (2025) or a span (201718, ending in 2018); the dataset says which day ends it."""
+    text = str(time_period)
+    year = int(text[:4])
+    if len(text) == 6:
+        year = (year // 100) * 100 + int(text[4:])
+        year += 100 if year < int(text[:4]) else 0
+    return date(year, month, day)
 
 
 # -- load ------------------------------------------------------------------------------------------

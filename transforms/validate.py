@@ -121,7 +121,7 @@ def build_published_suite(coll: Collection, measures: list[str]) -> gx.Expectati
     expectations += [
         gxe.ExpectColumnValuesToNotBeNull(column="time_period", meta=_meta("time_period", "required", "time_period is empty")),
         gxe.ExpectColumnValuesToMatchRegex(
-            column="time_period", regex=r"^\d{4}(\d{2})?$",
+            column="time_period", regex=r"^\d{4}(?:\d{2})?$",
             meta=_meta("time_period", "pattern", "time_period {value!r} is not YYYY or YYYYYY")),
         gxe.ExpectColumnValuesToBeInSet(
             column="geographic_level", value_set=GEOGRAPHIC_LEVELS,
