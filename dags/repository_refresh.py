@@ -1,4 +1,5 @@
-"""Rebuilds the DuckDB catalogue whenever a collection DAG publishes new partitions (asset-scheduled)."""
+"""Airflow DAG repository_refresh: rebuilds the DuckDB catalogue whenever a collection DAG publishes new
+partitions (scheduled on the collection assets)."""
 from transforms.orchestration import repository_refresh_dag
 
 repository_refresh = repository_refresh_dag()

@@ -67,3 +67,11 @@ def test_unknown_files_are_recognised_as_problems_not_skipped(landing):
 def test_a_council_file_outside_an_la_folder_is_a_problem(landing):
     arrival = identify(put(landing, "episodes_2024.csv", EPISODES_HEADER), landing)
     assert "which council" in arrival.problem
+
+
+def test_each_collection_discovers_its_own_files_and_the_sweep_takes_the_rest(landing):
+    put(landing, "301/year=2024/episodes.csv", EPISODES_HEADER)
+    put(landing, "301/ssda903/notes.docx", b"minutes")
+    put(landing, "301/notes.txt", "hello")
+    assert {a.relpath for a in discover(landing, "ssda903")} == {"301/year=2024/episodes.csv", "301/ssda903/notes.docx"}
+    assert {a.relpath for a in discover(landing, "unrecognised")} == {"301/notes.txt"}

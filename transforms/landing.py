@@ -24,6 +24,7 @@ from transforms.readers.xml_records import root_and_header
 from transforms.readers import UnreadableFile
 
 PUBLISHED_FOLDER = "published"
+UNRECOGNISED = "unrecognised"   # pseudo-collection: files no schema claims, recorded as rejected
 _LA_CODE = re.compile(r"^\d{3}$")
 _YEAR_FOLDER = re.compile(r"^year=(\d{4})$")
 _YEAR_IN_NAME = re.compile(r"(?<!\d)(20\d{2})(?!\d)")
@@ -221,7 +222,9 @@ def discover(landing: Path, collection: str | None = None, seen: set[tuple[str, 
             continue
         arrivals.append(arrival)
     _infer_folder_years(arrivals)
-    if collection:
+    if collection == UNRECOGNISED:
+        arrivals = [a for a in arrivals if a.collection is None and collection_hint(a) is None]
+    elif collection:
         arrivals = [a for a in arrivals if a.collection == collection or
                     (a.collection is None and collection_hint(a) == collection)]
     return arrivals

@@ -25,7 +25,10 @@ CATALOGUE_ASSET = Asset(name="csreturns_catalogue", uri="file://csreturns/catalo
 
 
 def collection_ids() -> list[str]:
-    return list(schema.collections())
+    """Every declared collection, plus the sweep that records files no collection recognises."""
+    from transforms.landing import UNRECOGNISED
+
+    return [*schema.collections(), UNRECOGNISED]
 
 
 def _paths() -> tuple[Path, Path]:
@@ -36,12 +39,18 @@ def _paths() -> tuple[Path, Path]:
 
 
 def collection_dag(collection_id: str):
-    coll = schema.collection(collection_id)
     asset = collection_asset(collection_id)
+    if collection_id in schema.collections():
+        coll = schema.collection(collection_id)
+        title, owner, doc = coll.title, coll.owner, _doc(coll)
+    else:
+        title, owner = "files that no collection recognises", "csreturns"
+        doc = ("### Unrecognised files\n\nEvery file in the landing area that no schema claims is recorded "
+               "in the ledger as rejected, with the reason, so nothing that arrives goes unseen.")
 
     @dag(dag_id=f"collect_{collection_id}", schedule="@hourly", catchup=False, max_active_runs=1,
-         description=f"Ingest {coll.title} from the landing area into the repository",
-         tags=["csreturns", "collection", coll.owner], doc_md=_doc(coll),
+         description=f"Ingest {title} from the landing area into the repository",
+         tags=["csreturns", "collection", owner], doc_md=doc,
          params={"landing": Param(None, type=["null", "string"], description="landing folder (default $CSRETURNS_LANDING)"),
                  "repo": Param(None, type=["null", "string"], description="repository folder (default $CSRETURNS_REPO)")},
          default_args={"retries": 1, "retry_delay": timedelta(seconds=30)})
