@@ -66,3 +66,12 @@ def test_an_unknown_type_is_refused(tmp_path):
                    "tables:\n  t:\n    columns:\n      - {name: A, type: datetime}\n")
     with pytest.raises(schema.SchemaError, match="unknown type"):
         schema.load_collection(bad)
+
+
+def test_the_committed_column_dictionary_is_generated_from_the_schemas():
+    from pathlib import Path
+
+    from transforms.docs import column_docs
+
+    committed = (Path(__file__).resolve().parent.parent / "docs" / "columns.md").read_text(encoding="utf-8")
+    assert committed == column_docs(), "docs/columns.md is stale: run `make docs`"
