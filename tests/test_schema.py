@@ -75,3 +75,11 @@ def test_the_committed_column_dictionary_is_generated_from_the_schemas():
 
     committed = (Path(__file__).resolve().parent.parent / "docs" / "columns.md").read_text(encoding="utf-8")
     assert committed == column_docs(), "docs/columns.md is stale: run `make docs`"
+
+
+def test_unquoted_yes_no_codes_are_refused_because_yaml_reads_them_as_booleans(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\ntitle: X\nowner: DfE\ncadence: annual\ngrain: child\nformats: [csv]\n"
+                   "tables:\n  t:\n    columns:\n      - {name: A, codes: [YES, NO, DIED]}\n")
+    with pytest.raises(schema.SchemaError, match='quote codes such as "YES"'):
+        schema.load_collection(bad)

@@ -239,6 +239,22 @@ def submissions(arrivals: list[Arrival]) -> list[list[Arrival]]:
     return [groups[k] for k in sorted(groups)]
 
 
+def batches(arrivals: list[Arrival], max_submissions: int = 25) -> list[list[Arrival]]:
+    """Submissions of the same collection and year, a bounded number at a time: the unit each Airflow
+    task instance works on. Validating them together pays GX's fixed cost once per table, not per file;
+    the bound keeps a task well inside Airflow's task-token lifetime."""
+    by_key: dict[tuple, list[list[Arrival]]] = defaultdict(list)
+    for group in submissions(arrivals):
+        first = group[0]
+        by_key[(first.collection or "", first.return_year or 0)].append(group)
+    out = []
+    for key in sorted(by_key):
+        groups = by_key[key]
+        for i in range(0, len(groups), max_submissions):
+            out.append([a for g in groups[i:i + max_submissions] for a in g])
+    return out
+
+
 def collection_hint(arrival: Arrival) -> str | None:
     """For an unrecognised file, the collection its folder suggests (so its DAG records the rejection)."""
     parts = Path(arrival.relpath).parts

@@ -59,13 +59,13 @@ def collection_dag(collection_id: str):
         def discover() -> list[dict]:
             """New files of this collection (not in the ledger with the same path and bytes), grouped
             into submissions: one council's return for one year."""
-            from transforms.landing import discover as find, submissions
+            from transforms.landing import batches, discover as find
             from transforms.repository import Repository
 
             landing, repo = _paths()
             arrivals = find(landing, collection_id, seen=Repository(repo).seen())
-            groups = submissions(arrivals)
-            print(f"{len(arrivals)} new file(s) for {collection_id} under {landing} in {len(groups)} submission(s)")
+            groups = batches(arrivals, int(os.environ.get("CSRETURNS_BATCH_SUBMISSIONS", "25")))
+            print(f"{len(arrivals)} new file(s) for {collection_id} under {landing} in {len(groups)} batch(es)")
             return [{"submission": _label(g), "arrivals": [a.to_dict() for a in g]} for g in groups]
 
         @task(map_index_template="{{ submission['submission'] }}")
@@ -86,16 +86,13 @@ def collection_dag(collection_id: str):
 
         @task(map_index_template="{{ submission['submission'] }}")
         def validate(submission: dict) -> dict:
-            from transforms.pipeline import validate_stage
+            from transforms.pipeline import validate_batch
             from transforms.repository import Repository
 
-            repo = Repository(_paths()[1])
-            states = []
-            for state in submission["states"]:
-                state = validate_stage(repo, state)
+            states = validate_batch(Repository(_paths()[1]), submission["states"])
+            for state in states:
                 for info in state.get("tables", {}).values():
                     print(f"GX {state['arrival']['relpath']} {info['summary']}")
-                states.append(state)
             return {"submission": submission["submission"], "states": states}
 
         @task(map_index_template="{{ submission['submission'] }}")
@@ -132,8 +129,9 @@ def collection_dag(collection_id: str):
 
 def _label(group) -> str:
     first = group[0]
-    parts = [first.collection or "unrecognised", first.la_code or "", str(first.return_year or "")]
-    return " ".join(p for p in parts if p) + f" ({len(group)} file{'s' if len(group) > 1 else ''})"
+    councils = len({a.la_code for a in group if a.la_code})
+    head = " ".join(p for p in (first.collection or "unrecognised", str(first.return_year or "")) if p)
+    return f"{head}: {councils} council(s), {len(group)} file(s)"
 
 
 def _doc(coll: schema.Collection) -> str:

@@ -202,6 +202,9 @@ def _apply_change(raw: dict[str, Any], change: dict[str, Any]) -> None:
 def _codes(codes: Any) -> dict[str, str] | None:
     if codes is None:
         return None
+    keys = codes.keys() if isinstance(codes, dict) else codes
+    if any(isinstance(k, bool) for k in keys):  # YAML 1.1 reads YES, NO, Y, N, ON, OFF as booleans
+        raise SchemaError(f"code list {list(keys)} has a boolean: quote codes such as \"YES\" and \"NO\"")
     if isinstance(codes, dict):
         return {str(k): str(v) for k, v in codes.items()}
     return {str(c): "" for c in codes}

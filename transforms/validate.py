@@ -45,13 +45,12 @@ class TableVerdict:
     quarantined: pd.DataFrame          # source_row, field, rule, message, failures, raw
     gx_success: bool
     gx_result: dict[str, Any] = field(default_factory=dict)
+    structure_ok: bool = True
 
     @property
-    def summary(self) -> str:
+    def expectations_met(self) -> str:
         stats = self.gx_result.get("statistics", {})
-        return (f"{self.table}: {self.rows_in} rows, {len(self.clean)} clean, {len(self.quarantined)} quarantined; "
-                f"GX {stats.get('successful_expectations', 0)}/{stats.get('evaluated_expectations', 0)} "
-                f"expectations met")
+        return f"{stats.get('successful_expectations', 0)}/{stats.get('evaluated_expectations', 0)}"
 
 
 @lru_cache(maxsize=1)
@@ -69,8 +68,9 @@ def _meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
     return {"field": field_name or "", "rule": rule, "message": message}
 
 
-def build_suite(table: Table, date_format: str) -> gx.ExpectationSuite:
-    """The GX suite for a table as collected in ``table.year``."""
+def build_suite(table: Table, date_format: str, batch_column: str | None = None) -> gx.ExpectationSuite:
+    """The GX suite for a table as collected in ``table.year``. With ``batch_column``, rows of several
+    files are validated together and keys need only be unique within each file."""
     expectations: list = []
     for col in table.columns:
         name = col.name
@@ -105,6 +105,8 @@ def build_suite(table: Table, date_format: str) -> gx.ExpectationSuite:
     keys = list(table.keys)
     if keys:
         label = ", ".join(keys)
+        if batch_column:
+            keys.append(batch_column)
         if len(keys) == 1:
             expectations.append(gxe.ExpectColumnValuesToBeUnique(
                 column=keys[0], meta=_meta(keys[0], "duplicate_key", f"more than one row has this {label}")))
@@ -142,15 +144,20 @@ def run_suite(df: pd.DataFrame, suite: gx.ExpectationSuite):
 def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> TableVerdict:
     """Run the suite and divide the rows: any failed row-level expectation quarantines the row."""
     frame = df.reset_index(drop=True)
-    data_columns = [c for c in frame.columns if c != "source_row"]
+    data_columns = [c for c in frame.columns if c != "source_row" and not c.startswith("_")]
+    extra = [c for c in frame.columns if c.startswith("_")]  # batch bookkeeping, carried through
     if frame.empty:
-        return TableVerdict(table_name, 0, frame, _empty_quarantine(), True,
+        return TableVerdict(table_name, 0, frame, _empty_quarantine(extra), True,
                             {"statistics": {"evaluated_expectations": 0, "successful_expectations": 0}})
     result = run_suite(frame, suite)
     failures: dict[int, list[dict[str, str]]] = {}
+    structure_ok = True
     for r in result.results:
         meta = r.expectation_config.meta or {}
-        if r.success or meta.get("rule") == "structure":
+        if meta.get("rule") == "structure":
+            structure_ok &= bool(r.success)
+            continue
+        if r.success:
             continue
         indices = r.result.get("unexpected_index_list") or []
         column = r.expectation_config.kwargs.get("column")
@@ -161,7 +168,7 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> Tabl
                 {"field": meta.get("field", ""), "rule": meta.get("rule", r.expectation_config.type),
                  "message": template.replace("{value!r}", repr(value) if value is not None else "''")})
     bad = sorted(failures)
-    quarantine = _empty_quarantine()
+    quarantine = _empty_quarantine(extra)
     if bad:
         raw = frame.loc[bad, data_columns].astype(object).where(frame.loc[bad, data_columns].notna(), None)
         quarantine = pd.DataFrame({
@@ -171,15 +178,16 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> Tabl
             "message": ["; ".join(f["message"] for f in failures[i]) for i in bad],
             "failures": [failures[i] for i in bad],
             "raw": raw.to_dict("records"),
+            **{c: frame.loc[bad, c].to_numpy() for c in extra},
         })
     clean = frame.drop(index=bad) if bad else frame
     return TableVerdict(table_name, len(frame), clean.reset_index(drop=True), quarantine, bool(result.success),
-                        _compact(result.to_json_dict()))
+                        _compact(result.to_json_dict()), structure_ok)
 
 
-def _empty_quarantine() -> pd.DataFrame:
+def _empty_quarantine(extra: list[str] = ()) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in
-                         ["source_row", "field", "rule", "message", "failures", "raw"]})
+                         ["source_row", "field", "rule", "message", "failures", "raw", *extra]})
 
 
 def _compact(result: dict[str, Any]) -> dict[str, Any]:

@@ -29,29 +29,30 @@ def check_safe(path: Path) -> None:
 
 
 def root_and_header(path: Path, header_paths: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
-    """The root tag and a few header values, reading only as far as the first record."""
+    """The root tag and a few header values, reading only the prolog of the message (never the records)."""
     check_safe(path)
-    header_paths = header_paths or {}
+    wanted = {k: v for k, v in (header_paths or {}).items() if "/" in v}
+    heads = {v.split("/")[0] for v in wanted.values()}
     values: dict[str, str] = {}
     root_tag = ""
+    stack: list[str] = []
     try:
-        context = etree.iterparse(str(path), events=("start", "end"), **_PARSER_OPTIONS)
-        stack: list[str] = []
-        for event, elem in context:
+        for event, elem in etree.iterparse(str(path), events=("start", "end"), **_PARSER_OPTIONS):
+            name = etree.QName(elem).localname
             if event == "start":
                 if not root_tag:
-                    root_tag = etree.QName(elem).localname
-                stack.append(etree.QName(elem).localname)
-                if len(values) == len(header_paths) and len(stack) > 2:
-                    break
+                    root_tag = name
+                    if not wanted:
+                        break
+                elif len(stack) == 1 and name not in heads:
+                    break  # past the header: the records start here
+                stack.append(name)
                 continue
             rel = "/".join(stack[1:])
-            for key, want in header_paths.items():
+            for key, want in wanted.items():
                 if rel == want and elem.text and elem.text.strip():
                     values[key] = elem.text.strip()
             stack.pop()
-            if len(stack) == 1 and len(values) == len(header_paths):
-                break
     except etree.XMLSyntaxError as exc:
         if not root_tag:
             raise UnreadableFile(f"not well-formed XML: {exc}") from None
@@ -63,8 +64,11 @@ def _walk(elem, steps: list[str], levels: dict[str, str], ordinals: dict[str, in
         yield elem, ordinals
         return
     step, rest = steps[0], steps[1:]
-    for i, child in enumerate(elem.iterfind(step), start=1):
-        yield from _walk(child, rest, levels, {**ordinals, levels[step]: i} if step in levels else ordinals)
+    i = 0
+    for child in elem:
+        if child.tag == step:
+            i += 1
+            yield from _walk(child, rest, levels, {**ordinals, levels[step]: i} if step in levels else ordinals)
 
 
 def _text(elem) -> str | None:
@@ -72,6 +76,30 @@ def _text(elem) -> str | None:
         return None
     value = elem.text.strip()
     return value or None
+
+
+def _values(elem) -> dict[str, str]:
+    """Texts of an element's children and grandchildren by relative path, in one pass (``find`` per
+    column was the reader's main cost). The first non-empty occurrence wins."""
+    values: dict[str, str] = {}
+    for child in elem:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        if len(child):
+            for grand in child:
+                text = grand.text
+                if text is not None and isinstance(grand.tag, str):
+                    text = text.strip()
+                    if text:
+                        values.setdefault(f"{tag}/{grand.tag}", text)
+        else:
+            text = child.text
+            if text is not None:
+                text = text.strip()
+                if text:
+                    values.setdefault(tag, text)
+    return values
 
 
 def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables:
@@ -92,16 +120,18 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
     try:
         for _, record in etree.iterparse(str(path), events=("end",), tag=record_tag, **_PARSER_OPTIONS):
             records += 1
-            inherited = {name: _text(record.find(p)) for name, p in inherit.items()}
+            record_values = _values(record)
+            inherited = {name: record_values.get(p) for name, p in inherit.items()}
             for table, steps, lookups, seq_keys in plans:
                 for elem, ordinals in _walk(record, steps, levels, {}):
                     if table.xml_skip_empty and len(elem) == 0 and not _text(elem):
                         continue
+                    found = record_values if elem is record else _values(elem)
                     row = {"source_row": elem.sourceline}
                     for name, paths in lookups:
                         value = None
                         for p in paths:
-                            value = _text(elem.find(p))
+                            value = found.get(p)
                             if value is not None:
                                 break
                         row[name] = value if value is not None else inherited.get(name)
