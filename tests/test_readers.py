@@ -54,3 +54,16 @@ def test_cin_census_flattens_into_related_tables_keyed_by_position():
     assert set(factors.columns) >= {"LAchildID", "cin_episode_seq", "assessment_seq", "AssessmentFactors"}
     assert list(factors["AssessmentFactors"][:3]) == ["1C", "RB", "6B"]
     assert raw.tables["children"]["Sex"].iloc[0] == "1"
+
+
+def test_ssda903_xml_blocks_that_only_some_children_have_become_rows_of_their_tables():
+    coll = schema.collection("ssda903")
+    path = need(SAMPLES / "ssda903" / "fake_903.xml")
+    raw = read_records(path, coll, coll.tables(2018)).tables
+    text = path.read_text()
+    assert len(raw["missing"]) == text.count("<AMISSING>")
+    assert len(raw["placed_adoption"]) == text.count("<AD_PLACED>")
+    assert len(raw["oc3"]) == text.count("<IN_TOUCH>")
+    assert len(raw["ad1"]) == text.count("<DATE_INT>")
+    assert len(raw["uasc"]) == text.count("<DUC>")
+    assert raw["oc3"]["CHILD"].notna().all() and raw["uasc"]["DUC"].notna().all()

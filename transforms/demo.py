@@ -114,7 +114,7 @@ def _report(repo) -> None:
             SELECT coalesce(collection, '(unrecognised)') AS collection, count(*) AS files,
                    count(*) FILTER (status = 'loaded') AS loaded, count(*) FILTER (status = 'partly_loaded') AS partly,
                    count(*) FILTER (status = 'rejected') AS rejected, count(*) FILTER (status = 'duplicate') AS duplicate,
-                   sum(rows_in) AS rows_in, sum(rows_loaded) AS rows_loaded, sum(rows_quarantined) AS rows_quarantined
+                   sum(rows_in)::BIGINT AS rows_in, sum(rows_loaded)::BIGINT AS rows_loaded, sum(rows_quarantined)::BIGINT AS rows_quarantined
             FROM load_ledger GROUP BY ALL ORDER BY 1""").df().to_string(index=False))
         _say("\nMost common reasons rows were quarantined:")
         _say(con.execute("""SELECT table_name, rule, count(*) AS rows FROM quarantine

@@ -116,6 +116,7 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
         lookups = [(c.name, c.xml) for c in table.columns if c.name != table.xml_value]
         plans.append((table, steps, lookups, [k for k in table.sequence_keys]))
     rows: dict[str, list[dict]] = {t.name: [] for t in tables}
+    own = {t.name: [c.name for c in t.columns if c.name not in inherit] for t in tables}
     records = 0
     try:
         for _, record in etree.iterparse(str(path), events=("end",), tag=record_tag, **_PARSER_OPTIONS):
@@ -124,8 +125,6 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
             inherited = {name: record_values.get(p) for name, p in inherit.items()}
             for table, steps, lookups, seq_keys in plans:
                 for elem, ordinals in _walk(record, steps, levels, {}):
-                    if table.xml_skip_empty and len(elem) == 0 and not _text(elem):
-                        continue
                     found = record_values if elem is record else _values(elem)
                     row = {"source_row": elem.sourceline}
                     for name, paths in lookups:
@@ -137,6 +136,8 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
                         row[name] = value if value is not None else inherited.get(name)
                     if table.xml_value:
                         row[table.xml_value] = _text(elem)
+                    if table.xml_skip_empty and all(row.get(c) is None for c in own[table.name]):
+                        continue  # a block that only some children have (e.g. OC3 fields in HEADER)
                     for key in seq_keys:
                         row[key] = ordinals.get(key)
                     rows[table.name].append(row)
