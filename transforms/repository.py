@@ -53,9 +53,17 @@ QUARANTINE_SCHEMA = pa.schema([
 STATUSES = ("loaded", "partly_loaded", "rejected", "duplicate")
 
 
+_last_micros = 0
+
+
 def new_load_id() -> str:
-    """Sortable by arrival time; unique across concurrent workers."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+    """Sortable by arrival time (to the microsecond, strictly increasing within a process); the random
+    suffix keeps ids unique across concurrent workers."""
+    global _last_micros
+    micros = max(time.time_ns() // 1000, _last_micros + 1)
+    _last_micros = micros
+    seconds, fraction = divmod(micros, 1_000_000)
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f".{fraction:06d}Z-" + secrets.token_hex(3)
 
 
 @dataclass(frozen=True)
