@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from transforms.catalogue import publish  # noqa: E402
-from transforms.landing import discover  # noqa: E402
-from transforms.pipeline import load_stage, read_stage, validate_stage  # noqa: E402
+from transforms.landing import batches, discover  # noqa: E402
+from transforms.pipeline import load_stage, read_stage, validate_batch  # noqa: E402
 from transforms.repository import Repository  # noqa: E402
 from transforms.synthetic import generate_landing  # noqa: E402
 
@@ -71,21 +71,23 @@ def main(argv=None) -> int:
     rows: dict[str, int] = defaultdict(int)
     files: dict[str, int] = defaultdict(int)
     started = time.perf_counter()
-    for i, arrival in enumerate(arrivals, 1):
-        coll = arrival.collection or "unrecognised"
+    done = 0
+    for batch in batches(arrivals):
+        coll = batch[0].collection or "unrecognised"
         t = time.perf_counter()
-        state = read_stage(repo, arrival)
+        states = [read_stage(repo, a) for a in batch]
         stage_s[coll]["read"] += time.perf_counter() - t
         t = time.perf_counter()
-        state = validate_stage(repo, state)
-        stage_s[coll]["validate (GX)"] += time.perf_counter() - t
+        states = validate_batch(repo, states)
+        stage_s[coll]["validate (GX, type, pseudonymise)"] += time.perf_counter() - t
         t = time.perf_counter()
-        row = load_stage(repo, state)
+        for state in states:
+            row = load_stage(repo, state)
+            rows[coll] += row["rows_in"]
+            files[coll] += 1
         stage_s[coll]["load"] += time.perf_counter() - t
-        rows[coll] += row["rows_in"]
-        files[coll] += 1
-        if i % 100 == 0:
-            print(f"  {i}/{len(arrivals)} files, {time.perf_counter() - started:.0f}s", flush=True)
+        done += len(batch)
+        print(f"  {done}/{len(arrivals)} files, {time.perf_counter() - started:.0f}s", flush=True)
     t = time.perf_counter()
     publish(repo)
     catalogue_s = time.perf_counter() - t

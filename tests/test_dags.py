@@ -29,6 +29,13 @@ def test_every_dag_imports_without_errors(dagbag):
     assert dagbag.import_errors == {}
 
 
+def test_airflow_cli_reports_no_import_errors(airflow_db):
+    result = subprocess.run([sys.executable, "-m", "airflow", "dags", "list-import-errors", "--output", "json"],
+                            capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] in ("[]", "No data found")
+
+
 def test_one_collection_dag_per_schema_plus_the_repository_refresh(dagbag):
     from transforms import schema
 

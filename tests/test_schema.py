@@ -51,21 +51,22 @@ def test_suite_is_generated_per_year_with_the_years_codes():
             "expect_compound_columns_to_be_unique"} <= kinds
 
 
+def schema_file(tmp_path, column: str, extra: str = ""):
+    path = tmp_path / "bad.yaml"
+    path.write_text("id: x\ntitle: X\nowner: DfE\ncadence: annual\ngrain: child\nformats: [csv]\n"
+                    f"tables:\n  t:\n    columns:\n      - {column}\n{extra}")
+    return path
+
+
 def test_a_change_naming_an_unknown_table_is_refused(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("id: x\ntitle: X\nowner: DfE\ncadence: annual\ngrain: child\nformats: [csv]\n"
-                   "tables:\n  t:\n    columns:\n      - {name: A}\n"
-                   "changes:\n  2025:\n    - {table: nope, column: A, codes: [1]}\n")
+    bad = schema_file(tmp_path, "{name: A}", "changes:\n  2025:\n    - {table: nope, column: A, codes: [1]}\n")
     with pytest.raises(schema.SchemaError, match="unknown table 'nope'"):
         schema.load_collection(bad)
 
 
 def test_an_unknown_type_is_refused(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("id: x\ntitle: X\nowner: DfE\ncadence: annual\ngrain: child\nformats: [csv]\n"
-                   "tables:\n  t:\n    columns:\n      - {name: A, type: datetime}\n")
     with pytest.raises(schema.SchemaError, match="unknown type"):
-        schema.load_collection(bad)
+        schema.load_collection(schema_file(tmp_path, "{name: A, type: datetime}"))
 
 
 def test_the_committed_column_dictionary_is_generated_from_the_schemas():
@@ -78,8 +79,5 @@ def test_the_committed_column_dictionary_is_generated_from_the_schemas():
 
 
 def test_unquoted_yes_no_codes_are_refused_because_yaml_reads_them_as_booleans(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("id: x\ntitle: X\nowner: DfE\ncadence: annual\ngrain: child\nformats: [csv]\n"
-                   "tables:\n  t:\n    columns:\n      - {name: A, codes: [YES, NO, DIED]}\n")
     with pytest.raises(schema.SchemaError, match='quote codes such as "YES"'):
-        schema.load_collection(bad)
+        schema.load_collection(schema_file(tmp_path, "{name: A, codes: [YES, NO, DIED]}"))
