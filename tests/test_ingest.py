@@ -1,6 +1,5 @@
 """Ingest end to end: every file recorded, every row loaded or quarantined, resubmissions replace."""
 import csv
-import os
 
 import duckdb
 import pyarrow.parquet as pq
@@ -8,7 +7,7 @@ import pytest
 from conftest import EES, SAMPLES, need, put
 
 from transforms.catalogue import publish
-from transforms.pipeline import ingest, ingest_one, load_stage, read_stage, validate_stage
+from transforms.pipeline import ingest, load_stage, read_stage, validate_stage
 from transforms.landing import identify
 from transforms.repository import Repository
 

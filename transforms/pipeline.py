@@ -242,7 +242,7 @@ def load_stage(repo: Repository, state: dict) -> dict:
     """Commit under the writer lock: swap partitions, keep the quarantine, write the ledger row."""
     arrival = Arrival.from_dict(state["arrival"])
     load_id = state["load_id"]
-    row = {"load_id": load_id, "path": arrival.relpath and str(arrival.path), "relpath": arrival.relpath,
+    row = {"load_id": load_id, "path": str(arrival.path), "relpath": arrival.relpath,
            "sha256": arrival.sha256, "bytes": arrival.bytes, "format": arrival.format,
            "collection": arrival.collection, "table": arrival.table, "tables": list(arrival.tables),
            "dataset": arrival.dataset, "la_code": arrival.la_code, "return_year": arrival.return_year,
@@ -300,10 +300,6 @@ def _file_rejection(state: dict, arrival: Arrival) -> pa.Table:
 
 
 # -- the whole path --------------------------------------------------------------------------------
-def ingest_one(repo: Repository, arrival: Arrival) -> dict:
-    return load_stage(repo, validate_stage(repo, read_stage(repo, arrival)))
-
-
 def ingest_batch(repo: Repository, arrivals: list[Arrival]) -> list[dict]:
     """Read each file, validate them together, load each: what one Airflow task instance chain does."""
     states = validate_batch(repo, [read_stage(repo, a) for a in arrivals])
