@@ -41,8 +41,14 @@ def duckdb_floor(arrivals, out: Path) -> tuple[float, int]:
     started = time.perf_counter()
     for i, a in enumerate(arrivals):
         path = a.path.as_posix().replace("'", "''")
-        rows += con.execute(f"COPY (SELECT * FROM read_csv('{path}', all_varchar=true)) TO "
-                            f"'{out.as_posix()}/{i}.parquet' (FORMAT parquet)").fetchone()[0]
+        for encoding in ("utf-8", "latin-1"):  # DuckDB's built-in encodings; some councils send Windows-1252
+            try:
+                rows += con.execute(f"COPY (SELECT * FROM read_csv('{path}', all_varchar=true, header=true, "
+                                    f"encoding='{encoding}')) TO '{out.as_posix()}/{i}.parquet' (FORMAT parquet)"
+                                    ).fetchone()[0]
+                break
+            except duckdb.InvalidInputException:
+                continue
     return time.perf_counter() - started, rows
 
 
@@ -66,6 +72,9 @@ def main(argv=None) -> int:
     print(f"generated in {generate_s:.1f}s: {summary}", flush=True)
 
     arrivals = discover(landing)
+    csv_903 = [a for a in arrivals if a.collection == "ssda903" and a.format == "csv"]
+    floor_s, floor_rows = duckdb_floor(csv_903, work / "floor")
+    print(f"floor: DuckDB read {floor_rows} SSDA903 CSV rows into Parquet in {floor_s:.1f}s", flush=True)
     repo = Repository(repo_root)
     stage_s: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     rows: dict[str, int] = defaultdict(int)
@@ -93,8 +102,6 @@ def main(argv=None) -> int:
     catalogue_s = time.perf_counter() - t
     ingest_s = time.perf_counter() - started
 
-    csv_903 = [a for a in arrivals if a.collection == "ssda903" and a.format == "csv"]
-    floor_s, floor_rows = duckdb_floor(csv_903, work / "floor")
     ours_903 = sum(stage_s["ssda903"].values())
 
     figures = {

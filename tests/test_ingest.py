@@ -241,3 +241,23 @@ def test_the_catalogue_documents_every_relation(samples_ingested):
     assert undocumented == []
     assert all(sql(repo_root, f"SELECT count(*) FROM {r} WHERE la_code IS NULL OR return_year IS NULL OR load_id IS NULL")
                == [(0,)] for r in required if r.startswith(("ssda903_", "cin_")))
+
+
+@pytest.mark.slow
+def test_two_writers_at_once_are_serialised_and_both_land(tmp_path, repo_root):
+    """Two ingests (say, two Airflow workers) into one repository: the writer lock keeps the catalogue
+    and partitions consistent, and nothing from either is lost."""
+    import subprocess
+    import sys
+
+    for la in ("301", "302"):
+        rows = "".join(f"{la}C{i},1,01/05/2012,WBRI,,,\n" for i in range(200))
+        put(tmp_path / f"landing_{la}", f"{la}/year=2024/header.csv", HEADER + rows)
+    procs = [subprocess.Popen([sys.executable, "-m", "transforms.cli", "ingest", str(tmp_path / f"landing_{la}"),
+                               "--repo", str(repo_root), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for la in ("301", "302")]
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out.decode()[-2000:]
+    assert sql(repo_root, "SELECT la_code, count(*) FROM ssda903_header GROUP BY 1 ORDER BY 1") == [("301", 200), ("302", 200)]
+    assert sql(repo_root, "SELECT count(*), sum(rows_loaded) FROM load_ledger") == [(2, 400)]
