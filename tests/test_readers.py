@@ -67,3 +67,13 @@ def test_ssda903_xml_blocks_that_only_some_children_have_become_rows_of_their_ta
     assert len(raw["ad1"]) == text.count("<DATE_INT>")
     assert len(raw["uasc"]) == text.count("<DUC>")
     assert raw["oc3"]["CHILD"].notna().all() and raw["uasc"]["DUC"].notna().all()
+
+
+def test_cin_census_with_a_namespace_reads_the_same_as_without(tmp_path):
+    source = need(SAMPLES / "cin_census" / "CIN_Census_2024.xml").read_text()
+    namespaced = put(tmp_path, "ns.xml", source.replace("<Message>", '<Message xmlns="http://www.dfe.gov.uk/CIN">', 1))
+    coll = schema.collection("cin_census")
+    plain = read_records(SAMPLES / "cin_census" / "CIN_Census_2024.xml", coll, coll.tables(2024)).tables
+    with_ns = read_records(namespaced, coll, coll.tables(2024)).tables
+    assert {k: len(v) for k, v in with_ns.items()} == {k: len(v) for k, v in plain.items()}
+    assert with_ns["episodes"].equals(plain["episodes"])

@@ -59,6 +59,11 @@ def root_and_header(path: Path, header_paths: dict[str, str] | None = None) -> t
     return root_tag, values
 
 
+def _local(tag) -> str:
+    """Element name without a namespace: councils' software may or may not declare one."""
+    return tag if tag[:1] != "{" else tag.split("}", 1)[1]
+
+
 def _walk(elem, steps: list[str], levels: dict[str, str], ordinals: dict[str, int]) -> Iterator:
     if not steps:
         yield elem, ordinals
@@ -66,7 +71,7 @@ def _walk(elem, steps: list[str], levels: dict[str, str], ordinals: dict[str, in
     step, rest = steps[0], steps[1:]
     i = 0
     for child in elem:
-        if child.tag == step:
+        if isinstance(child.tag, str) and _local(child.tag) == step:
             i += 1
             yield from _walk(child, rest, levels, {**ordinals, levels[step]: i} if step in levels else ordinals)
 
@@ -83,16 +88,16 @@ def _values(elem) -> dict[str, str]:
     column was the reader's main cost). The first non-empty occurrence wins."""
     values: dict[str, str] = {}
     for child in elem:
-        tag = child.tag
-        if not isinstance(tag, str):
+        if not isinstance(child.tag, str):
             continue
+        tag = _local(child.tag)
         if len(child):
             for grand in child:
                 text = grand.text
                 if text is not None and isinstance(grand.tag, str):
                     text = text.strip()
                     if text:
-                        values.setdefault(f"{tag}/{grand.tag}", text)
+                        values.setdefault(f"{tag}/{_local(grand.tag)}", text)
         else:
             text = child.text
             if text is not None:
@@ -119,7 +124,7 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
     own = {t.name: [c.name for c in t.columns if c.name not in inherit] for t in tables}
     records = 0
     try:
-        for _, record in etree.iterparse(str(path), events=("end",), tag=record_tag, **_PARSER_OPTIONS):
+        for _, record in etree.iterparse(str(path), events=("end",), tag=f"{{*}}{record_tag}", **_PARSER_OPTIONS):
             records += 1
             record_values = _values(record)
             inherited = {name: record_values.get(p) for name, p in inherit.items()}
