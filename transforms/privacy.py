@@ -35,6 +35,7 @@ class Pseudonymiser:
         if len(key) < 16:
             raise ValueError("pseudonymisation key must be at least 16 bytes")
         self._key = key
+        self._memo: dict[tuple[str, str], str] = {}  # a child's id recurs in every table of a return
 
     @classmethod
     def for_repository(cls, repo: Path) -> "Pseudonymiser":
@@ -55,8 +56,14 @@ class Pseudonymiser:
 
     def tokens(self, values: pd.Series, scope: str = "") -> pd.Series:
         """Vectorised over distinct values: a child's rows share one hash computation."""
-        present = values.dropna()
-        mapping = {v: self.token(str(v), scope) for v in present.unique()}
+        memo = self._memo
+        mapping = {}
+        for v in values.dropna().unique():
+            key = (scope, str(v))
+            token = memo.get(key)
+            if token is None:
+                token = memo[key] = self.token(key[1], scope)
+            mapping[v] = token
         return values.map(mapping)
 
 
