@@ -13,8 +13,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from transforms import schema
+from transforms import early_warning, indicators, schema
 from transforms.repository import DATA_FILE, LEDGER_SCHEMA, QUARANTINE_SCHEMA, Repository
+
+# Relations computed from the returns rather than read from Parquet: name -> (grain, description, columns).
+DERIVED = {**indicators.RELATIONS, **early_warning.RELATIONS}
 
 PARTITION_TYPES = "{'la_code': 'VARCHAR', 'return_year': 'INTEGER'}"
 
@@ -93,6 +96,9 @@ def dictionary() -> pd.DataFrame:
                 rows.append((table.relation, key, "INTEGER", f"Position of the {key.removesuffix('_seq')} within its parent (1-based)", None, None, coll.id))
             rows.append((table.relation, "source_row", "BIGINT", "Line or XML element line in the source file", None, None, coll.id))
             rows.append((table.relation, "load_id", "VARCHAR", "The arrival that loaded this row (see load_ledger)", None, None, coll.id))
+    for relation, (_, _, columns) in DERIVED.items():
+        for name, (sql_type, text) in columns.items():
+            rows.append((relation, name, sql_type, text, None, None, None))
     for relation, doc in (("published_statistics", PUBLISHED_DOC), ("load_ledger", LEDGER_DOC),
                           ("quarantine", QUARANTINE_DOC), ("column_dictionary", DICTIONARY_DOC),
                           ("relations", RELATIONS_DOC)):
@@ -111,6 +117,8 @@ def relations() -> pd.DataFrame:
             continue
         for table in coll.tables():
             rows.append((table.relation, coll.id, coll.grain, table.description))
+    for relation, (grain, description, _) in DERIVED.items():
+        rows.append((relation, None, grain, description))
     rows.append(("load_ledger", None, "file", "One row per file ever received, with its fate and row counts"))
     rows.append(("quarantine", None, "row", "One row per rejected row or file, with the reason"))
     rows.append(("column_dictionary", None, "column", "What each column of each relation holds"))
@@ -183,6 +191,8 @@ def build(repo: Repository, path: Path) -> None:
         rels = relations()
         con.register("rels_df", rels)
         con.execute("CREATE TABLE relations AS SELECT * FROM rels_df")
+        indicators.build_indicators(con)  # empty but typed for an empty repository
+        early_warning.build_early_warning(con)
         kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
         for rel in rels.itertuples():
             kind = "VIEW" if kinds.get(rel.relation) == "VIEW" else "TABLE"

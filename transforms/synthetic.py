@@ -28,6 +28,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from transforms import workdays
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SN_FILE = SHARED / "reference" / "statistical_neighbours" / "sn_model_2025_wide.csv"
 
@@ -195,32 +197,7 @@ def _add_years(days, k) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _bank_holidays() -> np.ndarray:
     """English bank holidays 1990-2060: working-day timeliness (assessments, ICPCs) depends on them."""
-    out = []
-    for y in range(1990, 2061):
-        a, b, c = y % 19, y // 100, y % 100
-        d, e = b // 4, b % 4
-        f = (b + 8) // 25
-        g = (b - f + 1) // 3
-        h = (19 * a + b - d - g + 15) % 30
-        i, k = c // 4, c % 4
-        l_ = (32 + 2 * e + 2 * i - h - k) % 7
-        m = (a + 11 * h + 22 * l_) // 451
-        easter = np.datetime64(f"{y}-{(h + l_ - 7 * m + 114) // 31:02d}-{(h + l_ - 7 * m + 114) % 31 + 1:02d}")
-        may = np.busday_offset(np.datetime64(f"{y}-05-01"), 0, roll="forward", weekmask="Mon")
-        spring = np.busday_offset(np.datetime64(f"{y}-06-01"), -1, roll="forward", weekmask="Mon")
-        summer = np.busday_offset(np.datetime64(f"{y}-09-01"), -1, roll="forward", weekmask="Mon")
-        days = [easter - 2, easter + 1, may, spring, summer]
-        for fixed in (f"{y}-01-01", f"{y}-12-25", f"{y}-12-26"):
-            day = np.datetime64(fixed)
-            while not np.is_busday(day) or day in days:  # at a weekend the next free weekday
-                day += 1
-            days.append(day)
-        out += days
-    moved = {"2020-05-04": "2020-05-08", "2022-05-30": "2022-06-02", "2012-05-28": "2012-06-04",
-             "2002-05-27": "2002-06-04"}
-    extra = ["2002-06-03", "2011-04-29", "2012-06-05", "2022-06-03", "2022-09-19", "2023-05-08"]
-    out = [np.datetime64(moved.get(str(x), str(x))) for x in out] + [np.datetime64(x) for x in extra]
-    return np.unique(np.array(out, dtype="datetime64[D]"))
+    return workdays.bank_holidays(1990, 2060)
 
 
 def _return_year(days) -> np.ndarray:
