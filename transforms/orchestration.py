@@ -9,7 +9,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, AssetAny, Param, dag, get_current_context, task
 
 from transforms import schema
 
@@ -143,7 +143,8 @@ def _doc(coll: schema.Collection) -> str:
 
 
 def repository_refresh_dag():
-    @dag(dag_id="repository_refresh", schedule=[collection_asset(c) for c in collection_ids()] or None,
+    # AssetAny: a list of assets would wait until *every* collection had changed.
+    @dag(dag_id="repository_refresh", schedule=AssetAny(*[collection_asset(c) for c in collection_ids()]),
          catchup=False, max_active_runs=1, tags=["csreturns", "repository"],
          description="Rebuild the DuckDB catalogue when any collection's Parquet changes",
          params={"repo": Param(None, type=["null", "string"])})
