@@ -56,3 +56,95 @@ def _psql_db(url: str, sql: str) -> str:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _redis_up(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_real_celery_worker_picks_up_the_tasks_through_redis(postgres_database, tmp_path):
+    """CeleryExecutor as in production: scheduler, dag-processor, api-server (the workers' execution API)
+    and a Celery worker, on PostgreSQL and Redis."""
+    import signal
+    import time
+
+    pytest.importorskip("airflow.providers.celery", reason="apache-airflow-providers-celery is not installed")
+    redis_host, redis_port = os.environ.get("REDIS_HOST", "127.0.0.1"), int(os.environ.get("REDIS_PORT", "6379"))
+    if not _redis_up(redis_host, redis_port):
+        pytest.skip(f"no Redis server at {redis_host}:{redis_port}")
+    landing, repo_root = tmp_path / "landing", tmp_path / "repository"
+    for name in ("header.csv", "episodes.csv", "reviews.csv"):
+        put(landing, f"301/ssda903/year=2018/{name}", need(SAMPLES / "ssda903" / name))
+    port = _free_port()
+    queue = f"csreturns-test-{secrets.token_hex(4)}"  # no other worker on this Redis can take our tasks
+    sync_url = postgres_database
+    env = dict(os.environ, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sync_url,
+               AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+               AIRFLOW__CELERY__BROKER_URL=f"redis://{redis_host}:{redis_port}/{7 + port % 8}",
+               AIRFLOW__CELERY__RESULT_BACKEND="db+" + sync_url,
+               AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
+               AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(32),
+               AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+               AIRFLOW__OPERATORS__DEFAULT_QUEUE=queue,
+               CSRETURNS_LANDING=str(landing), CSRETURNS_REPO=str(repo_root))
+    airflow = [sys.executable, "-m", "airflow"]
+    migrated = subprocess.run([*airflow, "db", "migrate"], capture_output=True, text=True, env=env, timeout=600)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("api", "scheduler", "dag_processor", "worker")}
+    commands = {"api": ["api-server", "--port", str(port)], "scheduler": ["scheduler"],
+                "dag_processor": ["dag-processor"], "worker": ["celery", "worker", "--concurrency", "2", "--queues", queue]}
+    procs = [subprocess.Popen([*airflow, *cmd], stdout=logs[name], stderr=subprocess.STDOUT, env=env,
+                              start_new_session=True) for name, cmd in commands.items()]
+    try:
+        deadline = time.monotonic() + 180
+        while "collect_ssda903" not in _psql_db(sync_url, "SELECT dag_id FROM dag"):
+            assert time.monotonic() < deadline, "the dag-processor never serialised the DAGs"
+            time.sleep(2)
+        triggered = subprocess.run([*airflow, "dags", "trigger", "collect_ssda903"], capture_output=True, text=True,
+                                   env=env, timeout=120)
+        assert triggered.returncode == 0, triggered.stderr[-3000:]
+        deadline = time.monotonic() + 400
+        state = ""
+        while state not in ("success", "failed"):
+            assert time.monotonic() < deadline, f"the run did not finish; state {state!r}"
+            time.sleep(3)
+            state = _psql_db(sync_url, "SELECT state FROM dag_run WHERE dag_id = 'collect_ssda903'").strip()
+        assert state == "success", (tmp_path / "worker.log").read_text()[-3000:]
+        # the collection's asset event schedules repository_refresh, which rebuilds the catalogue
+        deadline = time.monotonic() + 240
+        refreshed = ""
+        while refreshed != "success":
+            assert time.monotonic() < deadline, f"repository_refresh did not run after the asset event ({refreshed!r})"
+            time.sleep(3)
+            refreshed = _psql_db(sync_url, "SELECT state FROM dag_run WHERE dag_id = 'repository_refresh'").strip()
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        for fh in logs.values():
+            fh.close()
+    worker_log = (tmp_path / "worker.log").read_text()
+    assert worker_log.count("] received") >= 5  # discover, read, validate, load, publish ran on the worker
+    with duckdb.connect(str(repo_root / "csreturns.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ssda903_episodes").fetchone()[0] == 5050
+        assert con.execute("SELECT count(*), sum(rows_in - rows_loaded - rows_quarantined) FROM load_ledger").fetchone() == (3, 0)
