@@ -13,11 +13,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from transforms import early_warning, indicators, schema
+from transforms import council_risk, early_warning, indicators, schema
 from transforms.repository import DATA_FILE, LEDGER_SCHEMA, QUARANTINE_SCHEMA, Repository
 
 # Relations computed from the returns rather than read from Parquet: name -> (grain, description, columns).
-DERIVED = {**indicators.RELATIONS, **early_warning.RELATIONS}
+DERIVED = {**indicators.RELATIONS, **early_warning.RELATIONS, **council_risk.RELATIONS}
 
 PARTITION_TYPES = "{'la_code': 'VARCHAR', 'return_year': 'INTEGER'}"
 
@@ -193,6 +193,7 @@ def build(repo: Repository, path: Path) -> None:
         con.execute("CREATE TABLE relations AS SELECT * FROM rels_df")
         indicators.build_indicators(con)  # empty but typed for an empty repository
         early_warning.build_early_warning(con)
+        council_risk.build_council_risk(con)
         kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
         for rel in rels.itertuples():
             kind = "VIEW" if kinds.get(rel.relation) == "VIEW" else "TABLE"

@@ -41,6 +41,32 @@ def cmd_refresh(args) -> int:
     return 0
 
 
+def cmd_warn(args) -> int:
+    """The live concerns, worst first, in plain words."""
+    import duckdb
+
+    with duckdb.connect(str(Path(args.repo) / "csreturns.duckdb"), read_only=True) as con:
+        as_of = args.as_of or con.execute("SELECT max(as_of) FROM early_warning").fetchone()[0]
+        if as_of is None:
+            print("no early-warning signals: the repository holds no rolling 12-month indicators yet")
+            return 0
+        where, params = "WHERE e.as_of = ? AND e.direction = 'concern'", [as_of]
+        if args.la:
+            where += " AND e.la_code = ?"
+            params.append(args.la)
+        rows = con.execute(f"""
+            SELECT e.la_code, e.method, e.severity, e.explanation, r.rank, r.score
+            FROM early_warning e
+            LEFT JOIN council_risk r ON r.la_code = e.la_code AND r.as_of = e.as_of
+            {where}
+            ORDER BY e.severity DESC, r.score DESC NULLS LAST, e.la_code, e.indicator, e.method""", params).fetchall()
+    scope = f"council {args.la}" if args.la else "all councils"
+    print(f"Live concerns at {as_of} for {scope}: {len(rows)}")
+    for la_code, method, severity, explanation, rank, score in rows:
+        print(f"  [{'!' * severity:<3}] {la_code} (risk rank {rank}, score {score:g}) {explanation} [{method}]")
+    return 0
+
+
 def cmd_docs(args) -> int:
     from transforms.docs import write_column_docs
 
@@ -71,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("refresh", help="rebuild the DuckDB catalogue over the repository")
     p.add_argument("--repo", required=True)
     p.set_defaults(func=cmd_refresh)
+    p = sub.add_parser("warn", help="print the live early-warning concerns, worst first")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--as-of", help="month end (YYYY-MM-DD); default: the latest")
+    p.add_argument("--la", help="only this council (3-digit LA code)")
+    p.set_defaults(func=cmd_warn)
     p = sub.add_parser("docs", help="write the column dictionary generated from schemas/")
     p.add_argument("--out", default="docs/columns.md")
     p.set_defaults(func=cmd_docs)

@@ -1,0 +1,71 @@
+"""council_risk weighs live concerns towards workforce instability; `csreturns warn` says them plainly."""
+from datetime import date
+
+import duckdb
+import pandas as pd
+import pytest
+
+from transforms.cli import main
+from transforms.council_risk import build_council_risk
+
+MONTHS = [date(2025, 1, 31), date(2025, 2, 28)]
+
+
+@pytest.fixture
+def catalogue_file(tmp_path):
+    """A catalogue with three councils' indicators and a hand-written set of live signals."""
+    path = tmp_path / "csreturns.duckdb"
+    con = duckdb.connect(str(path))
+    indicators = pd.DataFrame([(la, "rereferral_12m", m, "rolling_12m", 1.0, 5.0, 20.0, "child_level")
+                               for la in ("301", "302", "303") for m in MONTHS],
+                              columns=["la_code", "indicator", "period_end", "window", "numerator", "denominator",
+                                       "value", "source"])
+    con.execute("CREATE TABLE indicators AS SELECT * FROM indicators")
+    signals = pd.DataFrame([
+        # 301: an agency-rate concern (workforce: weight 3) of severity 2 -> 6 points
+        ("301", "agency_rate_fte", MONTHS[1], "funnel_england", 2, "concern", "Agency rate rose to 31% (England 18%)"),
+        # 302: missing from care (weight 1) severity 2, and a re-referral concern (weight 2) severity 1 -> 4 points
+        ("302", "missing_from_care", MONTHS[1], "spc_point_beyond_limits", 2, "concern", "Missing from care rose to 14%"),
+        ("302", "rereferral_12m", MONTHS[1], "spc_run", 1, "concern", "Re-referrals above average for 7 months"),
+        ("302", "rereferral_12m", MONTHS[1], "spc_trend", 1, "concern", "Re-referrals rising for 7 months"),
+        # 303: an improvement never adds to the score
+        ("303", "assessment_45wd", MONTHS[1], "spc_run", 3, "improvement", "Assessments faster"),
+    ], columns=["la_code", "indicator", "as_of", "method", "severity", "direction", "explanation"])
+    con.execute("CREATE TABLE early_warning AS SELECT * FROM signals")
+    build_council_risk(con)
+    con.close()
+    return path
+
+
+def rows(path, sql):
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_workforce_concerns_outweigh_others_of_the_same_severity(catalogue_file):
+    ranked = rows(catalogue_file, "SELECT la_code, score, rank FROM council_risk WHERE as_of = '2025-02-28' ORDER BY rank, la_code")
+    assert ranked == [("301", 6.0, 1), ("302", 4.0, 2), ("303", 0.0, 3)]
+
+
+def test_one_indicator_counts_once_at_its_strongest_signal(catalogue_file):
+    reasons = rows(catalogue_file, "SELECT top_reasons FROM council_risk WHERE la_code = '302' AND as_of = '2025-02-28'")[0][0]
+    assert reasons[0] == "Missing from care rose to 14%" and len(reasons) == 2
+
+
+def test_every_council_has_a_row_for_every_month_end(catalogue_file):
+    assert rows(catalogue_file, "SELECT count(*), count(DISTINCT la_code), count(DISTINCT as_of) FROM council_risk") == [(6, 3, 2)]
+    assert rows(catalogue_file, "SELECT max(score) FROM council_risk WHERE as_of = '2025-01-31'") == [(0.0,)]
+
+
+def test_warn_prints_live_concerns_worst_first(catalogue_file, capsys):
+    assert main(["warn", "--repo", str(catalogue_file.parent)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Live concerns at 2025-02-28 for all councils: 4"
+    assert "301 (risk rank 1, score 6) Agency rate rose to 31% (England 18%)" in out[1]
+    assert not any("Assessments faster" in line for line in out)
+
+
+def test_warn_for_one_council(catalogue_file, capsys):
+    main(["warn", "--repo", str(catalogue_file.parent), "--la", "302", "--as-of", "2025-02-28"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("council 302: 3") and all(" 302 " in line for line in out[1:])
