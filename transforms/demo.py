@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
              f"(SSDA903 CSV/XML, CIN census XML){' + published EES files from ' + str(ees) if ees.exists() else ''}")
         summary = generate_landing(landing, n_las=args.las, years=args.years,
                                    ees_source=ees if ees.exists() else None)
-        _say(f"    {summary}")
+        _say(f"    {sum(summary['files'].values())} files for {', '.join(summary['la_names'].values())}: "
+             f"{summary['referrals']:,} CIN referrals, children looked after at 31 March "
+             f"{', '.join(f'{y}: {n:,}' for y, n in summary['cla_31_march'].items())} "
+             f"({summary['faulty_rows']:,} rows deliberately faulty) in {summary['seconds']:.0f}s")
     else:
         _say(f"1/4 landing area {landing} already holds files; using them (make clean to start afresh)")
 
@@ -119,6 +122,11 @@ def _report(repo) -> None:
         _say("\nMost common reasons rows were quarantined:")
         _say(con.execute("""SELECT table_name, rule, count(*) AS rows FROM quarantine
                             GROUP BY ALL ORDER BY rows DESC LIMIT 8""").df().to_string(index=False))
+        latest = con.execute("SELECT max(as_of) FROM early_warning").fetchone()[0]
+        if latest:
+            _say(f"\nCouncils by early-warning risk at {latest} (details: csreturns warn --repo {repo.root}):")
+            _say(con.execute("""SELECT rank, la_code, score, top_reasons[1] AS main_reason FROM council_risk
+                                WHERE as_of = ? ORDER BY rank, la_code LIMIT 5""", [latest]).df().to_string(index=False))
     _say(f"\nDuckDB catalogue: {repo.catalogue_path}")
     _say(f"  e.g. duckdb {repo.catalogue_path} -c \"SELECT * FROM relations\"")
 
