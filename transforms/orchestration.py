@@ -13,8 +13,6 @@ from airflow.sdk import Asset, AssetAny, Param, dag, get_current_context, task
 
 from transforms import schema
 
-WRITER_POOL = "csreturns_writer"
-
 
 def collection_asset(collection_id: str) -> Asset:
     """Updated whenever a collection's partitions change; the repository refresh is scheduled on these."""

@@ -209,10 +209,6 @@ class Repository:
             replayed.append(journal_file.stem)
         return replayed
 
-    def partitions(self, collection: str | None = None) -> list[Path]:
-        pattern = f"collection={collection}/**/{DATA_FILE}" if collection else f"**/{DATA_FILE}"
-        return sorted(self.parquet.glob(pattern))
-
 
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as fh:
