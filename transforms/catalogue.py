@@ -15,6 +15,7 @@ import pandas as pd
 
 from transforms import council_risk, early_warning, indicators, schema
 from transforms.repository import DATA_FILE, LEDGER_SCHEMA, QUARANTINE_SCHEMA, Repository
+from transforms.sql import literal
 
 # Relations computed from the returns rather than read from Parquet: name -> (grain, description, columns).
 DERIVED = {**indicators.RELATIONS, **early_warning.RELATIONS, **council_risk.RELATIONS}
@@ -67,10 +68,6 @@ RELATIONS_DOC = {
     "relation": "Relation in this catalogue", "collection": "Collection id (schemas/)",
     "grain": "What one row is", "description": "What the relation holds",
 }
-
-
-def _sql_str(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _glob(repo: Repository, relative: str) -> str:
@@ -138,7 +135,7 @@ def _create_return_view(con, repo: Repository, table: schema.Table, all_years: l
     columns.update({"source_row": "BIGINT", "load_id": "VARCHAR"})
     present: set[str] = set()
     if list(repo.parquet.glob(f"collection={table.collection}/table={table.name}/*/*/{DATA_FILE}")):
-        source = (f"read_parquet({_sql_str(glob)}, hive_partitioning=true, hive_types={PARTITION_TYPES}, "
+        source = (f"read_parquet({literal(glob)}, hive_partitioning=true, hive_types={PARTITION_TYPES}, "
                   f"union_by_name=true)")
         present = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     else:
@@ -149,7 +146,7 @@ def _create_return_view(con, repo: Repository, table: schema.Table, all_years: l
 
 def _create_file_view(con, name: str, directory: Path, arrow_schema) -> None:
     if list(directory.glob("*.parquet")):
-        con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet({_sql_str((directory / "*.parquet").as_posix())}, union_by_name=true)')
+        con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet({literal((directory / "*.parquet").as_posix())}, union_by_name=true)')
     else:
         import pyarrow as pa  # an empty, correctly typed relation until the first file arrives
         empty = pa.Table.from_pylist([], schema=arrow_schema)
@@ -163,7 +160,7 @@ def _create_published_view(con, repo: Repository) -> None:
     if list(repo.parquet.glob(rel)):
         con.execute(f"""CREATE VIEW published_statistics AS
             SELECT dataset, * EXCLUDE (dataset, collection, "table")
-            FROM read_parquet({_sql_str(_glob(repo, rel))}, hive_partitioning=true, union_by_name=true)""")
+            FROM read_parquet({literal(_glob(repo, rel))}, hive_partitioning=true, union_by_name=true)""")
     else:
         from transforms.pipeline import PUBLISHED_SCHEMA
         import pyarrow as pa
@@ -197,10 +194,10 @@ def build(repo: Repository, path: Path) -> None:
         kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables").fetchall())
         for rel in rels.itertuples():
             kind = "VIEW" if kinds.get(rel.relation) == "VIEW" else "TABLE"
-            con.execute(f'COMMENT ON {kind} "{rel.relation}" IS {_sql_str(rel.description)}')
+            con.execute(f'COMMENT ON {kind} "{rel.relation}" IS {literal(rel.description)}')
         for d in docs.itertuples():  # DuckDB keeps column comments on tables only
             if kinds.get(d.relation) == "BASE TABLE":
-                con.execute(f'COMMENT ON COLUMN "{d.relation}"."{d.column_name}" IS {_sql_str(d.description)}')
+                con.execute(f'COMMENT ON COLUMN "{d.relation}"."{d.column_name}" IS {literal(d.description)}')
     finally:
         con.close()
 

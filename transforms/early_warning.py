@@ -48,6 +48,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from transforms.sql import create_table_from_frame
+
 log = logging.getLogger(__name__)
 
 LIMIT = 2.66                      # 3 sigma for an XmR chart: 3 / d2, d2 = 1.128
@@ -489,10 +491,6 @@ def _signals(prep: pd.DataFrame, cat: pd.DataFrame, as_of: pd.Timestamp, *, z: f
 
 # ---------------------------------------------------------------- build ------------------------------------
 
-def _q(text) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
 def month_ends(indicators: pd.DataFrame) -> list[date]:
     """Every month end from the first to the last ``rolling_12m`` period in the frame."""
     roll = pd.to_datetime(indicators.loc[indicators["window"] == "rolling_12m", "period_end"]).dropna()
@@ -529,11 +527,5 @@ def build_early_warning(con: duckdb.DuckDBPyConnection, **options) -> None:
         cat = con.execute("SELECT * FROM indicator_catalogue").df()
         if not ind.empty:
             frame = early_warning_frame(ind, cat, **options)
-    cols = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, (t, _) in COLUMNS.items())
-    con.register("_ew_df", frame)
-    try:
-        con.execute(f"CREATE OR REPLACE TABLE early_warning AS SELECT {cols} FROM _ew_df "
-                    "ORDER BY as_of, indicator, la_code, method")
-    finally:
-        con.unregister("_ew_df")
+    create_table_from_frame(con, "early_warning", frame, COLUMNS, order_by="as_of, indicator, la_code, method")
     log.info("early_warning: %d signals in %.1f s", len(frame), time.perf_counter() - started)

@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from transforms.schema import SCHEMA_DIR
+from transforms.sql import create_table_from_frame, literal
 from transforms.workdays import working_day_calendar
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,6 @@ CATALOGUE_COLUMNS = {
 }
 REQUIRED = ("id", "title", "definition", "numerator", "denominator", "unit", "polarity", "source_returns",
             "reference", "lait_measure", "child_level")
-
-
-def _q(text) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 @lru_cache(maxsize=None)
@@ -432,13 +429,13 @@ def _published_part(dataset: str, part: dict, breakdowns: dict | None) -> str:
     are present) with the breakdown filter."""
     measures = [m.lower() for m in part.get("measures") or [part["measure"]]]  # the EES reader lower-cases names
     filters = part.get("breakdowns", breakdowns) or {}
-    where = "".join(f" AND breakdowns[{_q(k)}] = {_q(v)}" for k, v in filters.items())
+    where = "".join(f" AND breakdowns[{literal(k)}] = {literal(v)}" for k, v in filters.items())
     return f"""
         SELECT old_la_code AS la_code, time_period, any_value(period_end) AS period_end,
                CASE WHEN count(value) = {len(measures)} THEN sum(value) END AS value
         FROM published_statistics
-        WHERE dataset = {_q(dataset)} AND geographic_level = 'Local authority' AND old_la_code IS NOT NULL
-          AND measure IN ({', '.join(_q(m) for m in measures)}){where}
+        WHERE dataset = {literal(dataset)} AND geographic_level = 'Local authority' AND old_la_code IS NOT NULL
+          AND measure IN ({', '.join(literal(m) for m in measures)}){where}
         GROUP BY ALL"""
 
 
@@ -446,7 +443,7 @@ def published_sql(item: dict) -> str:
     pub = item["published"]
     bd = pub.get("breakdowns")
     return f"""
-        SELECT v.la_code, {_q(item['id'])} AS indicator, v.period_end, 'dfe_year' AS "window",
+        SELECT v.la_code, {literal(item['id'])} AS indicator, v.period_end, 'dfe_year' AS "window",
                n.value AS numerator, d.value AS denominator, v.value, 'published' AS source
         FROM ({_published_part(pub['dataset'], {'measure': pub['measure']}, bd)}) v
         LEFT JOIN ({_published_part(pub['dataset'], pub['numerator'], bd)}) n USING (la_code, time_period)
@@ -469,7 +466,7 @@ def _child_level(con, items: list[dict]) -> None:
     con.unregister("_ind_meta_df")
     relations = sorted(set(meta["relation"]))
     con.execute("CREATE OR REPLACE TEMP TABLE _ind_coverage AS " + " UNION ".join(
-        f"SELECT DISTINCT la_code, return_year, {_q(r)} AS relation FROM \"{r}\" WHERE la_code IS NOT NULL"
+        f"SELECT DISTINCT la_code, return_year, {literal(r)} AS relation FROM \"{r}\" WHERE la_code IS NOT NULL"
         for r in relations))
     calendar = working_day_calendar()
     con.register("_ind_workdays_df", calendar)
@@ -477,7 +474,7 @@ def _child_level(con, items: list[dict]) -> None:
     con.unregister("_ind_workdays_df")
     for script in (WINDOWS_SQL, CIN_SQL, EVENTS_SQL, EPISODES_SQL):
         con.execute(script)
-    scale = " ".join(f"WHEN {_q(i['id'])} THEN {UNITS[i['unit']]}" for i in items)
+    scale = " ".join(f"WHEN {literal(i['id'])} THEN {UNITS[i['unit']]}" for i in items)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _ind_child_level AS
         SELECT la_code, indicator, period_end::DATE AS period_end, "window",
@@ -485,7 +482,7 @@ def _child_level(con, items: list[dict]) -> None:
                CASE WHEN denominator > 0 THEN numerator / denominator * (CASE indicator {scale} END) END AS value,
                'child_level' AS source
         FROM (SELECT * FROM ({EVENT_RESULTS_SQL}) UNION ALL SELECT * FROM ({STATE_RESULTS_SQL}))
-        WHERE denominator IS NOT NULL AND indicator IN ({', '.join(_q(i['id']) for i in items)})""")
+        WHERE denominator IS NOT NULL AND indicator IN ({', '.join(literal(i['id']) for i in items)})""")
 
 
 def _build(con) -> None:
@@ -509,13 +506,6 @@ RELATIONS = {  # documented in the catalogue's relations and column_dictionary (
 }
 
 
-def _create_catalogue(con, frame: pd.DataFrame) -> None:
-    con.register("_ind_catalogue_df", frame)
-    cols = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, (t, _) in CATALOGUE_COLUMNS.items())
-    con.execute(f"CREATE OR REPLACE TABLE indicator_catalogue AS SELECT {cols} FROM _ind_catalogue_df")
-    con.unregister("_ind_catalogue_df")
-
-
 def build_indicators(con: duckdb.DuckDBPyConnection) -> None:
     """Create ``indicators`` and ``indicator_catalogue`` in an open catalogue connection. An empty
     repository gives an empty, correctly typed ``indicators``; should the computation fail, the
@@ -525,6 +515,6 @@ def build_indicators(con: duckdb.DuckDBPyConnection) -> None:
     except duckdb.Error:
         log.exception("indicators could not be computed; the catalogue is built with an empty indicators table")
         con.execute(f"CREATE OR REPLACE TABLE indicators AS SELECT {_typed_select(INDICATOR_COLUMNS)} WHERE false")
-    _create_catalogue(con, catalogue_frame())
+    create_table_from_frame(con, "indicator_catalogue", catalogue_frame(), CATALOGUE_COLUMNS)
     for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name LIKE '\\_ind\\_%' ESCAPE '\\'").fetchall():
         con.execute(f'DROP TABLE "{name}"')

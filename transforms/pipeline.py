@@ -44,9 +44,7 @@ def read_stage(repo: Repository, arrival: Arrival) -> dict:
     state = {"load_id": load_id, "arrival": arrival.to_dict(),
              "received_at": datetime.now(timezone.utc).isoformat()}
     if arrival.problem:
-        state["problem"] = arrival.problem
-        state["rows_in"] = _count_csv_rows(arrival)
-        return state
+        return _rejected(state, arrival.problem, _count_csv_rows(arrival))
     duplicate = repo.loaded_copy_of(arrival.sha256)
     if duplicate:
         state["duplicate_of"] = duplicate
@@ -54,22 +52,16 @@ def read_stage(repo: Repository, arrival: Arrival) -> dict:
     try:
         raw = _read(arrival)
     except (UnreadableFile, ValueError) as exc:
-        state["problem"] = str(exc)
-        state["rows_in"] = _count_csv_rows(arrival)
-        return state
+        return _rejected(state, str(exc), _count_csv_rows(arrival))
     if arrival.return_year is None and arrival.collection != "published":
         arrival.return_year = latest_return_year(raw.tables, schema.collection(arrival.collection))
         arrival.year_source = "content"
         state["arrival"] = arrival.to_dict()
         if arrival.return_year is None:
-            state["problem"] = "cannot tell the return year: put the file under a year=YYYY folder"
-            state["rows_in"] = raw.rows
-            return state
+            return _rejected(state, "cannot tell the return year: put the file under a year=YYYY folder", raw.rows)
     problem = _year_problem(arrival)
     if problem:
-        state["problem"] = problem
-        state["rows_in"] = raw.rows
-        return state
+        return _rejected(state, problem, raw.rows)
     staging = repo.staging_dir(load_id) / "raw"
     state["raw"] = {}
     for name, df in raw.tables.items():
@@ -79,6 +71,13 @@ def read_stage(repo: Repository, arrival: Arrival) -> dict:
         state["raw"][name] = str(path)
     state["rows_in"] = raw.rows
     state["meta"] = raw.meta
+    return state
+
+
+def _rejected(state: dict, problem: str, rows_in: int) -> dict:
+    """The file is rejected whole; its rows still count, as quarantined, in the ledger."""
+    state["problem"] = problem
+    state["rows_in"] = rows_in
     return state
 
 
