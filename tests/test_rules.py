@@ -1,0 +1,199 @@
+"""The validation-rule engine and every declared rule, each with a passing and a failing case.
+
+Rules live in ``schemas/rules/<collection>.yaml``; their cases in ``tests/rules/<collection>_cases.yaml``:
+
+    collection: cin_census
+    return_year: 2024                  # default for every case (a case may set its own)
+    cases:
+      "8525":
+        pass:
+          tables: {children: [{child_id: C1, birth_date: 2015-06-01}]}
+        fail:
+          tables: {children: [{child_id: C1, birth_date: 2015-06-01, expected_birth_date: 2024-06-01}]}
+          previous: {}                 # optional: last year's return, same shape as tables
+          expect: [[children, 1]]      # (table_name, source_row) of every failure, any order
+
+Rows use catalogue column names; ``source_row`` defaults to the row's 1-based position in its table.
+Every rule file and case file is picked up automatically.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from transforms import rules
+
+CASES_DIR = Path(__file__).resolve().parent / "rules"
+
+
+def _case_files() -> dict[str, dict]:
+    out = {}
+    for path in sorted(CASES_DIR.glob("*_cases.yaml")):
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        out[spec.get("collection", path.stem.removesuffix("_cases"))] = spec
+    return out
+
+
+CASE_FILES = _case_files()
+
+
+def _params():
+    for collection in rules.collections_with_rules():
+        for r in rules.rules(collection):
+            for kind in ("pass", "fail"):
+                yield pytest.param(collection, r.code, kind, id=f"{collection}-{r.code}-{kind}")
+
+
+def _case(collection: str, code: str, kind: str) -> tuple[dict, int]:
+    spec = CASE_FILES.get(collection) or {}
+    case = ((spec.get("cases") or {}).get(str(code)) or {}).get(kind)
+    if case is None:
+        pytest.fail(f"tests/rules/{collection}_cases.yaml has no {kind} case for rule {code}")
+    return case, int(case.get("return_year", spec.get("return_year", 2024)))
+
+
+@pytest.mark.parametrize("collection, code, kind", list(_params()))
+def test_rule_case(collection, code, kind):
+    case, year = _case(collection, code, kind)
+    found = rules.check(collection, code, case.get("tables") or {}, case.get("previous") or {}, return_year=year)
+    got = sorted((t, None if pd.isna(s) else int(s)) for t, s in zip(found["table_name"], found["source_row"]))
+    if kind == "pass":
+        assert got == [], f"rule {code} flagged a passing case: {got}"
+    else:
+        expected = sorted((t, None if s is None else int(s)) for t, s in case["expect"])
+        assert expected, f"rule {code}: the failing case must expect at least one failure"
+        assert got == expected
+
+
+def test_every_declared_rule_has_a_passing_and_a_failing_case():
+    missing = []
+    for collection in rules.collections_with_rules():
+        cases = (CASE_FILES.get(collection) or {}).get("cases") or {}
+        for r in rules.rules(collection):
+            for kind in ("pass", "fail"):
+                if kind not in (cases.get(r.code) or {}):
+                    missing.append(f"{collection} {r.code} {kind}")
+    assert not missing, "rules without cases: " + ", ".join(missing)
+
+
+def test_every_case_is_for_a_declared_rule():
+    stray = [f"{c} {code}" for c, spec in CASE_FILES.items() for code in (spec.get("cases") or {})
+             if str(code) not in {r.code for r in rules.rules(c)}]
+    assert not stray, "cases for undeclared rules: " + ", ".join(stray)
+
+
+# -- the engine ------------------------------------------------------------------------------------
+def _adhoc(sql: str, collection: str = "cin_census", tables=("episodes",), **kw) -> rules.Rule:
+    return rules.Rule(collection=collection, code="TEST", message="test rule", tables=tuple(tables),
+                      fields=("X",), sql=sql, **kw)
+
+
+def test_working_days_between_in_sql_matches_transforms_workdays():
+    from datetime import date, timedelta
+
+    from transforms.workdays import working_days_between
+
+    # across Easter, Christmas, the 2022 jubilee and state funeral, weekends, same day and backwards
+    starts = [date(2022, 5, 27), date(2022, 9, 16), date(2023, 12, 22), date(2024, 3, 28), date(2024, 3, 31),
+              date(2024, 1, 10)]
+    pairs = [(s, s + timedelta(days=d)) for s in starts for d in (0, 1, 3, 10, 45, 70, -5)]
+    con = rules._base().cursor()
+    try:
+        got = [con.execute("SELECT working_days_between($a, $b)", {"a": a, "b": b}).fetchone()[0] for a, b in pairs]
+        assert con.execute("SELECT working_days_between(NULL, DATE '2024-01-01')").fetchone()[0] is None
+        assert con.execute("SELECT count(*) FROM bank_holidays WHERE year(day) = 2022").fetchone()[0] == 10
+    finally:
+        con.close()
+    assert got == [working_days_between(a, b) for a, b in pairs]
+
+
+def test_codes_are_those_of_the_return_year_from_the_schema():
+    children = {"children": [{"child_id": "C1", "sex": "M"}, {"child_id": "C2", "sex": "1"}]}
+    assert list(rules.check("cin_census", "4180", children, return_year=2024)["source_row"]) == [1]
+    assert list(rules.check("cin_census", "4180", children, return_year=2025)["source_row"]) == [2]
+
+
+def test_a_rule_outside_its_years_is_not_run():
+    with pytest.raises(rules.RuleError, match="does not apply to 2025"):
+        rules.check("cin_census", "8750", {"children": [{"child_id": "C1"}]}, return_year=2025)
+
+
+def test_previous_tables_hold_the_councils_return_of_the_year_before():
+    rule = _adhoc("""SELECT 'episodes' AS table_name, e.source_row, e.child_id FROM episodes e
+                     WHERE e.referral_date < $collection_start
+                       AND NOT EXISTS (SELECT 1 FROM previous_episodes p WHERE p.child_id = e.child_id)""")
+    this_year = {"episodes": [{"child_id": "C1", "cin_episode_seq": 1, "referral_date": "2023-02-01"},
+                              {"child_id": "C2", "cin_episode_seq": 1, "referral_date": "2023-03-01"}]}
+    last_year = {"episodes": [{"child_id": "C1", "cin_episode_seq": 1, "referral_date": "2023-02-01"}]}
+    found = rules.check_rule(rule, this_year, last_year, return_year=2024)
+    assert list(zip(found["table_name"], found["source_row"], found["child_id"])) == [("episodes", 2, "C2")]
+    assert len(rules.check_rule(rule, this_year, {}, return_year=2024)) == 2  # no return last year: empty
+
+
+def test_parameters_give_the_return_year_and_its_collection_period():
+    rule = _adhoc("""SELECT 'episodes' AS table_name, NULL AS source_row, NULL AS child_id
+                     WHERE $return_year = 2025 AND $collection_start = DATE '2024-04-01'
+                       AND $collection_end = DATE '2025-03-31'""")
+    assert len(rules.check_rule(rule, {}, return_year=2025)) == 1
+
+
+def test_a_rule_whose_sql_fails_raises_naming_its_code():
+    with pytest.raises(rules.RuleError, match="rule TEST: its SQL failed"):
+        rules.check_rule(_adhoc("SELECT 'episodes' AS table_name, no_such_column AS source_row, NULL AS child_id FROM episodes"), {})
+    with pytest.raises(rules.RuleError, match="rule TEST: the SELECT must return"):
+        rules.check_rule(_adhoc("SELECT 1 AS source_row FROM episodes"), {})
+
+
+@pytest.mark.parametrize("rule_text, problem", [
+    ("{code: '1', message: m, tables: [episodes], fields: [A]}", "missing sql"),
+    ("{code: '1', message: m, tables: [referrals], fields: [A], sql: SELECT 1}", "has no table referrals"),
+    ("{code: '1', message: m, tables: [episodes], fields: [A], sql: SELECT 1, first_year: 2025, last_year: 2024}",
+     "first_year 2025 is after last_year 2024"),
+    ("{code: '1', message: m, tables: [episodes], fields: [A], sql: SELECT 1, year: 2024}", "unknown keys year"),
+])
+def test_rule_files_are_checked_when_loaded(tmp_path, rule_text, problem):
+    path = tmp_path / "cin_census.yaml"
+    path.write_text(f"collection: cin_census\nrules:\n  - {rule_text}\n")
+    with pytest.raises(rules.RuleError, match=problem):
+        rules.load_rules(path)
+
+
+def test_rule_codes_are_unique_within_a_file(tmp_path):
+    path = tmp_path / "cin_census.yaml"
+    one = "{code: '8500', message: m, tables: [children], fields: [A], sql: SELECT 1}"
+    path.write_text(f"collection: cin_census\nrules:\n  - {one}\n  - {one}\n")
+    with pytest.raises(rules.RuleError, match="code 8500 declared twice"):
+        rules.load_rules(path)
+
+
+def test_at_least_forty_cin_census_rules_are_declared():
+    assert len(rules.rules("cin_census")) >= 40
+
+
+def _years_to_compile(collection: str) -> list[int]:
+    from transforms import schema
+
+    coll = schema.collection(collection)
+    years = {2024, *coll.change_years}
+    for r in rules.rules(collection):
+        years.update(y for y in (r.first_year, r.last_year) if y)
+    return sorted(years)
+
+
+@pytest.mark.parametrize("collection", rules.collections_with_rules())
+def test_every_rule_runs_on_an_empty_return_of_every_year_it_applies_to(collection):
+    """A rule that only fails in a year its cases do not cover (a column dropped that year) fails here."""
+    from transforms import schema
+
+    coll = schema.collection(collection)
+    for year in _years_to_compile(collection):
+        con = rules.connect(coll, year, {}, {})
+        try:
+            for r in rules.rules(collection):
+                if r.applies_to(year):
+                    assert rules._run_rule(con, r, year).empty, f"rule {r.code} flags an empty {year} return"
+        finally:
+            con.close()
