@@ -119,17 +119,28 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
     for table in tables:
         steps = [s for s in (table.xml_path or "").split("/") if s]
         lookups = [(c.name, c.xml) for c in table.columns if c.name != table.xml_value]
-        plans.append((table, steps, lookups, [k for k in table.sequence_keys]))
+        # a table may sit under its own record element (CSWW: LALevelVacancies beside CSWWWorker)
+        own_record = (coll.base_tables.get(table.name, {}).get("xml") or {}).get("record", record_tag)
+        plans.append((table, steps, lookups, [k for k in table.sequence_keys], own_record))
+    record_tags = sorted({p[4] for p in plans} or {record_tag})
     rows: dict[str, list[dict]] = {t.name: [] for t in tables}
     own = {t.name: [c.name for c in t.columns if c.name not in inherit] for t in tables}
     records = 0
+    counts: dict[str, int] = {}
     try:
-        for _, record in etree.iterparse(str(path), events=("end",), tag=f"{{*}}{record_tag}", **_PARSER_OPTIONS):
-            records += 1
+        for _, record in etree.iterparse(str(path), events=("end",), tag=[f"{{*}}{t}" for t in record_tags],
+                                         **_PARSER_OPTIONS):
+            tag = _local(record.tag)
+            counts[tag] = counts.get(tag, 0) + 1
+            records += tag == record_tag
             record_values = _values(record)
             inherited = {name: record_values.get(p) for name, p in inherit.items()}
-            for table, steps, lookups, seq_keys in plans:
-                for elem, ordinals in _walk(record, steps, levels, {}):
+            # the record's own position keys its tables when the schema names it a level (SEN2 Person)
+            start = {levels[tag]: counts[tag]} if tag in levels else {}
+            for table, steps, lookups, seq_keys, own_record in plans:
+                if own_record != tag:
+                    continue
+                for elem, ordinals in _walk(record, steps, levels, start):
                     found = record_values if elem is record else _values(elem)
                     row = {"source_row": elem.sourceline}
                     for name, paths in lookups:
@@ -153,7 +164,7 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
     except etree.XMLSyntaxError as exc:
         raise UnreadableFile(f"not well-formed XML: {exc}") from None
     frames = {}
-    for table, _, _, seq_keys in plans:
+    for table, _, _, seq_keys, _ in plans:
         columns = ["source_row", *table.names, *seq_keys]
         frames[table.name] = pd.DataFrame(rows[table.name], columns=columns).astype(
             {c: "str" for c in table.names})
