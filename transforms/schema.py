@@ -122,8 +122,19 @@ class Collection:
     changes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
+    def kind(self) -> str:
+        """return (sent by councils), reference (national lookups under LANDING/reference/<id>/), ees (one
+        published EES dataset) or published (the catch-all for EES files no ees schema claims)."""
+        return self.spec.get("kind") or ("published" if "datasets" in self.spec else "return")
+
+    @property
     def is_published(self) -> bool:
-        return "datasets" in self.spec
+        return self.kind in ("published", "ees")
+
+    @property
+    def dataset(self) -> str | None:
+        """An ees collection's dataset id in ``published_statistics`` (what indicators select by)."""
+        return self.spec.get("dataset") if self.kind == "ees" else None
 
     @property
     def relation_prefix(self) -> str:
@@ -166,7 +177,8 @@ class Collection:
     def dataset_for(self, filename: str) -> tuple[str, dict[str, Any]]:
         """Published statistics: which declared dataset a file is (falls back to its stem)."""
         for dataset_id, ds in self.spec.get("datasets", {}).items():
-            if fnmatch.fnmatch(filename.lower(), ds["match"].lower()):
+            patterns = [ds["match"]] if isinstance(ds["match"], str) else ds["match"]
+            if any(fnmatch.fnmatch(filename.lower(), p.lower()) for p in patterns):
                 return dataset_id, ds
         stem = Path(filename).stem.lower().replace("-", "_").replace(" ", "_")
         return stem, {}
@@ -256,15 +268,51 @@ def load_collection(path: Path) -> Collection:
     return coll
 
 
+EES_FOLDER = "ees"   # schemas/ees/*.yaml: one published EES dataset each (the only subfolder of collections)
+EES_SHARED = ("relation", "key_columns", "required_columns", "suppression_symbols", "default_publication_lag_months")
+
+
 @lru_cache(maxsize=None)
 def _load_all(schema_dir: str) -> dict[str, Collection]:
     collections = {}
-    for path in sorted(Path(schema_dir).glob("*.yaml")):
+    paths = sorted(Path(schema_dir).glob("*.yaml")) + sorted((Path(schema_dir) / EES_FOLDER).glob("*.yaml"))
+    for path in paths:
         coll = load_collection(path)
         if coll.id in collections:
             raise SchemaError(f"collection id {coll.id!r} declared twice")
         collections[coll.id] = coll
+    _link_ees(collections)
     return collections
+
+
+def _link_ees(collections: dict[str, Collection]) -> None:
+    """Each ees collection reads with the catch-all ``published`` collection's EES conventions, and its
+    dataset joins the catch-all's list, so a file is recognised the same whichever DAG runs."""
+    published = next((c for c in collections.values() if c.kind == "published"), None)
+    for coll in collections.values():
+        if coll.kind != "ees":
+            continue
+        if published is None:
+            raise SchemaError(f"{coll.path.name}: an ees collection needs the published collection's conventions")
+        for key in EES_SHARED:
+            coll.spec.setdefault(key, published.spec[key])
+        for key in ("dataset", "match"):
+            if key not in coll.spec:
+                raise SchemaError(f"{coll.path.name}: missing {key!r}")
+        entry = {k: coll.spec[k] for k in ("match", "title", "source", "period", "published") if k in coll.spec}
+        coll.spec["datasets"] = {coll.dataset: entry}
+        datasets = published.spec.setdefault("datasets", {})
+        if coll.dataset in datasets and datasets[coll.dataset].get("collection") != coll.id:
+            raise SchemaError(f"dataset {coll.dataset!r} declared twice ({coll.path.name})")
+        datasets[coll.dataset] = {**entry, "collection": coll.id}
+
+
+def ees_collection_of(dataset: str | None) -> str | None:
+    """The ees collection that owns a published dataset (None: the catch-all ``published``)."""
+    for coll in collections().values():
+        if coll.kind == "ees" and coll.dataset == dataset:
+            return coll.id
+    return None
 
 
 def collections(schema_dir: Path | None = None) -> dict[str, Collection]:
