@@ -101,7 +101,7 @@ def both(tmp_path_factory):
     base = tmp_path_factory.mktemp("agreement")
     landing = base / "landing"
     summary = synthetic.generate_landing(landing, n_las=3, years=(YEAR - 1, YEAR), scale=0.3, seed=23,
-                                         error_rate=0)
+                                         error_rate=0, linked_returns=False)
     for path in landing.glob("*/ssda903"):   # only the CIN census is compared here
         for f in sorted(path.rglob("*"), reverse=True):
             f.unlink() if f.is_file() else f.rmdir()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transforms.early_warning import (COLUMNS, build_early_warning, early_warning_frame, funnel,
+from transforms.early_warning import (COLUMNS, build_early_warning, early_warning_frame, funnel, pchart,
                                       signals_as_of, xmr)
 
 START = pd.Timestamp("2022-01-31")
@@ -37,11 +37,18 @@ def baseline(n: int = 12) -> list[float]:
 
 
 def frame(values, indicator="rereferral_12m", la="301") -> pd.DataFrame:
-    """A council's rolling 12-month series, month 1 onwards (denominator 1000, so value = numerator / 10)."""
+    """A council's monthly series (window month, what SPC reads), month 1 onwards (denominator 1000, so
+    value = numerator / 10)."""
     return pd.DataFrame({
         "la_code": la, "indicator": indicator, "period_end": [month(i + 1) for i in range(len(values))],
-        "window": "rolling_12m", "numerator": [v * 10 for v in values], "denominator": 1000.0,
+        "window": "month", "numerator": [v * 10 for v in values], "denominator": 1000.0,
         "value": list(values), "source": "child_level"})
+
+
+def both(values, la="301") -> pd.DataFrame:
+    """The monthly series and the same values as rolling 12-month windows (what funnels read)."""
+    f = frame(values, la=la)
+    return pd.concat([f, f.assign(window="rolling_12m")], ignore_index=True)
 
 
 def at(values, i, indicator="rereferral_12m") -> pd.DataFrame:
@@ -108,9 +115,10 @@ def test_point_far_above_the_limits_signals_that_month():
     beyond = sig[sig["method"] == "spc_point_beyond_limits"]
     assert len(beyond) == 1
     row = beyond.iloc[0]
-    assert row["value"] == 40.0 and row["expected"] == pytest.approx(21.0) and row["upper"] == pytest.approx(26.32)
+    assert row["value"] == 40.0 and row["expected"] == pytest.approx(21.0)
+    assert row["upper"] == pytest.approx(26.32, abs=0.2)   # 3 sigma, to the nearest event of 1,000
     assert row["since"] == month(19).date() and row["as_of"] == month(19).date()
-    assert row["direction"] == "concern" and row["severity"] == 2
+    assert row["direction"] == "concern" and row["severity"] == 1          # one point: worth watching
     assert row["explanation"].startswith("Re-referrals rose to 40.0% (expected 21.0%); above the upper limit")
     assert "since 2023-07" in row["explanation"]          # month 19 = July 2023
     assert at(values, 18).empty                 # the month before: nothing
@@ -179,6 +187,79 @@ def test_two_of_three_beyond_two_sigma_on_the_same_side():
     assert at(values, 20).empty
     # the middle point below the centre: not all three on one side, no signal
     assert at(baseline(18) + [25.0, 20.5, 25.5], 21).empty
+
+
+def test_event_indicator_is_charted_on_its_monthly_series_not_its_rolling_windows():
+    """The rolling windows drift upwards for seven months in a row (as overlapping windows do); the months
+    themselves are noise around 21 %: no trend, no run."""
+    monthly = frame(baseline(20))
+    rolling = frame([21.0 + 0.1 * i for i in range(20)]).assign(window="rolling_12m")
+    sig = signals_as_of(pd.concat([monthly, rolling]), CATALOGUE, month(20).date())
+    assert not sig["method"].str.startswith("spc_").any()
+    assert "spc_trend" in set(signals_as_of(frame([21.0 + 0.1 * i for i in range(20)]), CATALOGUE,
+                                            month(20).date())["method"])          # the same values as months
+
+
+def test_a_month_with_few_events_gets_wider_limits_than_a_busy_one():
+    """p'-chart: 30 % in a month of 40 referrals is chance for a council whose baseline is 21 % of 1,000 a
+    month; 30 % of 1,000 is not."""
+    def council(n_last):
+        f = frame(baseline(18) + [30.0])
+        f.loc[f.index[-1], ["numerator", "denominator"]] = [0.3 * n_last, n_last]
+        return signals_as_of(f, CATALOGUE, month(19).date())
+    small, busy = council(40.0), council(1000.0)
+    assert "spc_point_beyond_limits" not in set(small["method"])
+    row = busy[busy["method"] == "spc_point_beyond_limits"].iloc[0]
+    assert row["upper"] == pytest.approx(26.32, abs=0.2)
+    assert small.empty or (small["upper"] > 30.0).all()
+
+
+def test_state_indicator_rolling_series_signals_only_beyond_its_limits():
+    """Placement stability has no monthly form: its rolling 12-month series (200 children) creeping up
+    for months is not a run or a trend, but a value far outside the baseline's binomial spread is."""
+    cat = pd.concat([CATALOGUE, pd.DataFrame({"indicator": ["placement_stability_short"], "title": ["3+ placements"],
+                                              "unit": ["percent"], "polarity": ["higher_is_worse"]})])
+    creep = [10.0] * 12 + [10.5 + 0.5 * i for i in range(9)]             # 10 % -> 14.5 %, 9 rises
+    f = frame(creep, "placement_stability_short").assign(window="rolling_12m", denominator=200.0)
+    f["numerator"] = f["value"] * 2
+    assert signals_as_of(f, cat, month(21).date()).empty                   # inside 10 % +/- 3 x 3.0 points (two samples of 200)
+    jump = f.copy()
+    jump.loc[jump.index[-1], ["value", "numerator"]] = [25.0, 50.0]
+    sig = signals_as_of(jump, cat, month(21).date())
+    assert list(sig["method"]) == ["spc_point_beyond_limits"] and list(sig["direction"]) == ["concern"]
+
+
+def test_limits_crossed_twice_in_three_months_is_a_warning_once_is_not():
+    once = at(baseline(18) + [40.0], 19)
+    twice = at(baseline(18) + [40.0, 22.0, 40.0], 21)
+    assert set(once["severity"]) == {1}
+    beyond = twice[twice["method"] == "spc_point_beyond_limits"].iloc[0]
+    assert beyond["severity"] == 2 and beyond["direction"] == "concern"
+    # on the other side, it corroborates nothing
+    assert set(at(baseline(18) + [2.0, 22.0, 40.0], 21)["severity"]) == {1}
+
+
+def test_a_run_with_a_point_beyond_the_limits_is_a_warning():
+    """Seven months above the centre, the seventh beyond the upper limit: two rules agree."""
+    sig = at(baseline(18) + [23.0, 24.0] * 3 + [40.0], 25)
+    assert set(sig["method"]) == {"spc_run", "spc_point_beyond_limits"}
+    assert set(sig["severity"]) == {2}
+
+
+def test_pchart_of_rare_events_does_not_take_six_in_sixty_for_a_special_cause():
+    """3 % of plans end after 2 years; a month with 6 of 60 is a 1-in-80 month under the binomial, not the
+    3.2-sigma outlier the normal approximation makes it. 12 of 60 is a special cause."""
+    num = [2, 1, 2, 2, 1, 3, 2, 1, 2, 2, 1, 2] * 2
+    chart = pchart(num + [6], [60] * 25)
+    assert chart["beyond_limits"].iloc[-1] == 0 and chart["z"].iloc[-1] < 3
+    assert pchart(num + [12], [60] * 25)["beyond_limits"].iloc[-1] == 1
+
+
+def test_a_baseline_with_fewer_than_ten_events_raises_nothing():
+    """4 events in the first year: the centre is too uncertain to judge later months against."""
+    num = [0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1] * 2 + [12]
+    chart = pchart(num, [15] * 25)
+    assert not chart[["beyond_limits", "run", "trend", "two_of_three"]].to_numpy().any()
 
 
 def test_stale_series_stops_signalling():
@@ -282,12 +363,13 @@ def test_published_figure_is_not_used_before_it_was_published():
 
 
 def test_own_history_and_england_agreeing_raise_severity_to_3():
-    others = pd.concat([frame(baseline(19), la=f"{300 + i}") for i in range(20)])
-    spiking = frame(baseline(18) + [40.0], la="399")
+    others = pd.concat([both(baseline(19), la=f"{300 + i}") for i in range(20)])
+    spiking = both(baseline(18) + [40.0], la="399")
     sig = signals_as_of(pd.concat([others, spiking]), CATALOGUE, month(19).date())
     assert set(sig["la_code"]) == {"399"}
     assert set(sig["method"]) == {"spc_point_beyond_limits", "funnel_england"}
-    assert set(sig["severity"]) == {3}
+    severity = dict(zip(sig["method"], sig["severity"]))
+    assert severity == {"spc_point_beyond_limits": 2, "funnel_england": 3}     # each corroborated by the other
 
 
 # ---------------------------------------------------------------- build --------------------------------------

@@ -247,7 +247,8 @@ def repo(tmp_path_factory):
         put(landing, f"302/cin/CIN_Census_{year}.xml", cin_return("302", year, ROLLING))
         put(landing, f"304/ssda903/year={year}/ssda903_{year}.xml", ssda903_return(year, LONG_TERM))
     generated = base / "synthetic"
-    summary = synthetic.generate_landing(generated, n_las=3, years=SYNTHETIC_YEARS, scale=SCALE, seed=11, error_rate=0)
+    summary = synthetic.generate_landing(generated, n_las=3, years=SYNTHETIC_YEARS, scale=SCALE, seed=11, error_rate=0,
+                                           linked_returns=False)
     assert not set(summary["las"]) & {"301", "302", "303", "304", "305"}
     for path in generated.glob("*/cin_census/*.xml"):
         put(landing, path.relative_to(generated).as_posix(), path)
@@ -412,7 +413,8 @@ def test_an_empty_repository_has_an_empty_typed_indicators_table(tmp_path):
         types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
                                  "WHERE table_name = 'indicators'").fetchall())
         assert types == {"la_code": "VARCHAR", "indicator": "VARCHAR", "period_end": "DATE", "window": "VARCHAR",
-                         "numerator": "DOUBLE", "denominator": "DOUBLE", "value": "DOUBLE", "source": "VARCHAR"}
+                         "numerator": "DOUBLE", "denominator": "DOUBLE", "value": "DOUBLE", "source": "VARCHAR",
+                         "published_on": "DATE"}
         assert con.execute("SELECT count(*) FROM indicators").fetchone() == (0,)
         assert con.execute("SELECT count(*) FROM indicator_catalogue").fetchone()[0] >= 13
 
@@ -490,3 +492,24 @@ def test_published_indicators_equal_the_published_files(repo):
     # repeat plans: CPP_subsequent of CPP_start
     d3 = next(r for r in read_ees(PUBLISHED_FILES[1]) if r["old_la_code"] == "805" and r["time_period"] == "2025")
     assert got[("repeat_cp_plan", "805", "2025-03-31")][1:] == (float(d3["CPP_subsequent"]), float(d3["CPP_start"]))
+
+
+def test_a_month_window_counts_only_the_referrals_of_that_calendar_month(hand):
+    """Early warning charts the monthly series: each point independent of the next, unlike rolling windows."""
+    # October 2024: K's referral on 1 October, one day after the one on 30 September
+    assert value(hand, "302", "rereferral_12m", "2024-10-31", "month") == (1, 1, 100.0)
+    # September 2024: K's first referral, with none in the year before it
+    assert value(hand, "302", "rereferral_12m", "2024-09-30", "month") == (0, 1, 0.0)
+    # November 2023: L's second referral, 394 days after the first
+    assert value(hand, "302", "rereferral_12m", "2023-11-30", "month") == (0, 1, 0.0)
+
+
+def test_published_figures_carry_the_date_they_became_public(hand):
+    """So early warning at a month end uses a published figure only once it was out (schemas/ees/*.yaml)."""
+    if not EES.exists():
+        pytest.skip(f"{EES} is not here (tests read the published statistics from ../shared)")
+    found = dict(hand("""SELECT indicator, any_value(published_on) FROM indicators WHERE source = 'published'
+                         AND la_code = '886' AND period_end IN (DATE '2024-03-31', DATE '2024-09-30') GROUP BY ALL"""))
+    assert found["rereferral_12m"] == date(2024, 10, 31)    # CIN census year to March: out in the autumn
+    assert found["agency_rate_fte"] == date(2025, 2, 28)    # workforce census at 30 September: out in February
+    assert hand("SELECT count(*) FROM indicators WHERE source = 'child_level' AND published_on IS NOT NULL") == [(0,)]

@@ -4,7 +4,8 @@
 
 - ``source = 'child_level'``: computed here, in DuckDB SQL over the catalogue's relations, for two
   windows: ``dfe_year`` (the 12 months to 31 March, as DfE publishes) and ``rolling_12m`` (the 12 months
-  to every month end the returns cover), so a change shows between annual publications;
+  to every month end the returns cover), so a change shows between annual publications; event indicators
+  declared ``monthly`` also get ``month`` (the calendar month), the independent points SPC charts need;
 - ``source = 'published'``: the same indicator as DfE published it (``dfe_year``, ``period_end`` from
   ``published_statistics``), including the workforce indicators that only exist as published figures.
 
@@ -40,11 +41,15 @@ INDICATOR_COLUMNS = {
     "indicator": ("VARCHAR", "Indicator id (indicator_catalogue.indicator)"),
     "period_end": ("DATE", "Last day of the period (31 March for dfe_year; 30 September for workforce figures)"),
     "window": ("VARCHAR", "dfe_year: the 12 months to 31 March (the published definition); rolling_12m: the 12 "
-                          "months to period_end, for every month end the returns cover. Quote it: \"window\""),
+                          "months to period_end, for every month end the returns cover; month: the calendar month "
+                          "to period_end (event indicators declared monthly: early warning's SPC series). "
+                          "Quote it: \"window\""),
     "numerator": ("DOUBLE", "Numerator (see indicator_catalogue.numerator)"),
     "denominator": ("DOUBLE", "Denominator (see indicator_catalogue.denominator)"),
     "value": ("DOUBLE", "Value in the indicator's unit (null where the denominator is 0)"),
     "source": ("VARCHAR", "child_level (computed from the returns) or published (as DfE published it)"),
+    "published_on": ("DATE", "When a published figure became public (declared per dataset in schemas/): early "
+                             "warning never uses it before; null for child-level figures (known at period end)"),
 }
 CATALOGUE_COLUMNS = {
     "indicator": ("VARCHAR", "Indicator id"), "title": ("VARCHAR", "Short title"),
@@ -136,12 +141,23 @@ period_ends AS (
     SELECT indicator, la_code, run_from, 'rolling_12m',
            last_day(make_date(return_year - 1, 4, 1) + to_months(k::INTEGER))::DATE
     FROM runs, range(12) AS months(k)
+    UNION ALL
+    -- month: the calendar month to each month end, for event indicators declared monthly (the
+    -- non-overlapping series early warning's SPC charts read)
+    SELECT indicator, la_code, run_from, 'month',
+           last_day(make_date(return_year - 1, 4, 1) + to_months(k::INTEGER))::DATE
+    FROM runs, range(12) AS months(k)
+    WHERE indicator IN (SELECT indicator FROM _ind_meta WHERE monthly)
 )
 SELECT p.indicator, p.la_code, p."window", p.period_end,
-       (date_trunc('month', p.period_end) - INTERVAL 11 MONTH)::DATE AS period_start
+       (date_trunc('month', p.period_end)
+        - CASE WHEN p."window" = 'month' THEN INTERVAL 0 MONTH ELSE INTERVAL 11 MONTH END)::DATE AS period_start
 FROM period_ends p JOIN (SELECT DISTINCT indicator, needs_months FROM _ind_meta) m USING (indicator)
--- only where the returns cover every month the definition reads, back from the period end
-WHERE (date_trunc('month', p.period_end) - to_months((m.needs_months - 1)::INTEGER))::DATE >= make_date(p.run_from - 1, 4, 1)
+-- only where the returns cover every month the definition reads, back from the period end (a month
+-- window reads 11 months fewer than the 12-month window its needs_months describes)
+WHERE (date_trunc('month', p.period_end)
+       - to_months((m.needs_months - 1 - CASE WHEN p."window" = 'month' THEN 11 ELSE 0 END)::INTEGER))::DATE
+      >= make_date(p.run_from - 1, 4, 1)
 """
 
 # CIN census tables, one row per referral / assessment / enquiry / plan across overlapping returns.
@@ -432,6 +448,7 @@ def _published_part(dataset: str, part: dict, breakdowns: dict | None) -> str:
     where = "".join(f" AND breakdowns[{literal(k)}] = {literal(v)}" for k, v in filters.items())
     return f"""
         SELECT old_la_code AS la_code, time_period, any_value(period_end) AS period_end,
+               max(published_on) AS published_on,
                CASE WHEN count(value) = {len(measures)} THEN sum(value) END AS value
         FROM published_statistics
         WHERE dataset = {literal(dataset)} AND geographic_level = 'Local authority' AND old_la_code IS NOT NULL
@@ -444,7 +461,7 @@ def published_sql(item: dict) -> str:
     bd = pub.get("breakdowns")
     return f"""
         SELECT v.la_code, {literal(item['id'])} AS indicator, v.period_end, 'dfe_year' AS "window",
-               n.value AS numerator, d.value AS denominator, v.value, 'published' AS source
+               n.value AS numerator, d.value AS denominator, v.value, 'published' AS source, v.published_on
         FROM ({_published_part(pub['dataset'], {'measure': pub['measure']}, bd)}) v
         LEFT JOIN ({_published_part(pub['dataset'], pub['numerator'], bd)}) n USING (la_code, time_period)
         LEFT JOIN ({_published_part(pub['dataset'], pub['denominator'], bd)}) d USING (la_code, time_period)
@@ -458,9 +475,9 @@ def _typed_select(columns: dict) -> str:
 
 
 def _child_level(con, items: list[dict]) -> None:
-    meta = pd.DataFrame([(i["id"], int(i["needs_months"]), rel, len(i["coverage"]))
+    meta = pd.DataFrame([(i["id"], int(i["needs_months"]), rel, len(i["coverage"]), bool(i.get("monthly")))
                          for i in items for rel in i["coverage"]],
-                        columns=["indicator", "needs_months", "relation", "n_relations"])
+                        columns=["indicator", "needs_months", "relation", "n_relations", "monthly"])
     con.register("_ind_meta_df", meta)
     con.execute("CREATE OR REPLACE TEMP TABLE _ind_meta AS SELECT * FROM _ind_meta_df")
     con.unregister("_ind_meta_df")
@@ -480,7 +497,7 @@ def _child_level(con, items: list[dict]) -> None:
         SELECT la_code, indicator, period_end::DATE AS period_end, "window",
                numerator::DOUBLE AS numerator, denominator::DOUBLE AS denominator,
                CASE WHEN denominator > 0 THEN numerator / denominator * (CASE indicator {scale} END) END AS value,
-               'child_level' AS source
+               'child_level' AS source, CAST(NULL AS DATE) AS published_on
         FROM (SELECT * FROM ({EVENT_RESULTS_SQL}) UNION ALL SELECT * FROM ({STATE_RESULTS_SQL}))
         WHERE denominator IS NOT NULL AND indicator IN ({', '.join(literal(i['id']) for i in items)})""")
 
@@ -499,7 +516,8 @@ def _build(con) -> None:
 
 RELATIONS = {  # documented in the catalogue's relations and column_dictionary (transforms/catalogue.py)
     "indicators": ("LA / indicator / window / period",
-                   "Indicators per council and period: child-level (dfe_year and rolling_12m windows) and as published",
+                   "Indicators per council and period: child-level (dfe_year, rolling_12m and, for event "
+                   "indicators, month windows) and as published",
                    INDICATOR_COLUMNS),
     "indicator_catalogue": ("indicator", "What each indicator measures, its polarity, references and published "
                             "counterpart (schemas/indicators/indicators.yaml)", CATALOGUE_COLUMNS),

@@ -316,6 +316,12 @@ class Council:
     def practice_at(self, t) -> np.ndarray:
         return self.practice + self.drift * np.clip((np.asarray(t, float) - self.drift_from) / YEAR, 0, None)
 
+    def practice_for(self, aspect: str, t) -> np.ndarray:
+        """Practice as one aspect of the service feels it ('assessment', 'protection', 'rereferral',
+        'placements', 'social_workers'). One latent level here; a subclass (transforms/scenarios.py) can
+        let the aspects decline one after another."""
+        return self.practice_at(t)
+
 
 def _la_list(n_las: int, la_codes: Sequence[str] | None, seed: int) -> list[tuple[str, str]]:
     names = dict(FALLBACK_LAS)
@@ -460,7 +466,7 @@ def _simulate_care(rng, c: Council, w0: float, w1: float, years: list[int]) -> d
              (P["adopt"], P["order"], "E1")]
 
     # placement moves: more in the first year, more for teenagers, more where practice is weak
-    pr = np.exp(-0.15 * c.practice_at(s)) * np.where(P["age"] >= 11, 1.5, 1.0)
+    pr = np.exp(-0.15 * c.practice_for("placements", s)) * np.where(P["age"] >= 11, 1.5, 1.0)
     first = np.minimum(dur, 365)
     n1 = rng.poisson(0.8 * pr * first / 365)
     n2 = rng.poisson(0.28 * pr * np.maximum(dur - 365, 0) / 365)
@@ -500,7 +506,8 @@ def _simulate_care(rng, c: Council, w0: float, w1: float, years: list[int]) -> d
     last_ls = np.maximum.reduceat(np.where(e_ls != "", np.arange(len(e_ls)), -1), g)
     ls = e_ls[np.maximum.accumulate(last_ls)]
     is_start, legal_chg, move = (flags & 4) > 0, (flags & 1) > 0, (flags & 2) > 0
-    rne = np.where(is_start, "S", np.where(legal_chg & move, np.where(force == 1, "U", "T"),
+    # DfE RNE: B/U change legal status and placement (U: same carers), P/T placement only (T: same carers)
+    rne = np.where(is_start, "S", np.where(legal_chg & move, np.where(force == 1, "U", "B"),
                                            np.where(move, "P", "L"))).astype(object)
 
     # placements: one per start or move
@@ -542,7 +549,7 @@ def _simulate_care(rng, c: Council, w0: float, w1: float, years: list[int]) -> d
     decom = s[ep] + et
     dec = np.where(last, P["exit"][ep], np.r_[decom[1:], 0])
     next_rne = np.append(rne[1:], "S")
-    moved_next = ~last & np.isin(next_rne, ["P", "T", "U"])
+    moved_next = ~last & np.isin(next_rne, ["P", "T", "B", "U"])
     rpc = np.where(moved_next, _pick(rng, PLACE_CHANGE, len(ep)), "").astype(object)
     rpc[moved_next & (np.r_[force[1:], 0] > 0)] = "LAREQ"
     E = dict(p=ep, decom=decom, dec=dec, rne=rne, ls=ls, place=ptype[pl_id], provider=provider[pl_id],
@@ -596,7 +603,7 @@ def _sw_episodes(rng, c: Council, P, w0, w1) -> dict:
     a = np.maximum(P["start"], w0 - 2 * YEAR - rng.uniform(0, YEAR, len(P["start"])))
     b = np.minimum(P["exit"], w1 + 1)
     live = np.flatnonzero(b > np.maximum(a, w0))
-    rate = 0.8 * np.exp(-0.2 * c.practice_at(a[live]))
+    rate = 0.8 * np.exp(-0.2 * c.practice_for("social_workers", a[live]))
     cnt = rng.poisson(rate * (b - a)[live] / YEAR)
     p = np.concatenate([live, np.repeat(live, cnt)])
     t = np.concatenate([a[live], np.floor(np.repeat(a[live], cnt) + rng.random(cnt.sum()) * np.repeat((b - a)[live], cnt))])
@@ -625,7 +632,8 @@ def _outcomes(rng, c: Council, ref, dob, allowed: dict) -> dict:
     """What happens after a referral: NFA, assessment, CIN plan, section 47, ICPC, CP plan, closure."""
     n = len(ref)
     kind = _pick(rng, allowed, n)
-    pq = c.practice_at(ref)
+    pq = c.practice_for("assessment", ref)
+    pq_icpc = c.practice_for("protection", ref)
     o = dict(kind=kind, nfa=kind == "NFA", source=_pick(rng, REFERRAL_SOURCE, n),
              need=_pick(rng, CIN_NEED, n))
     o["need"][o["nfa"]] = np.where(rng.random(o["nfa"].sum()) < .6, "N0", "N9")
@@ -639,7 +647,7 @@ def _outcomes(rng, c: Council, ref, dob, allowed: dict) -> dict:
     o["icpc_target"] = _add_working_days(o["s47"], np.full(n, 15))
     icpc = np.isin(kind, ["ICPC", "CP"])
     o["icpc"] = np.where(icpc, _add_working_days(o["s47"], np.maximum(
-        np.round(rng.lognormal(np.log(12 * np.exp(-0.1 * pq)), .35)), 1)), np.nan)
+        np.round(rng.lognormal(np.log(12 * np.exp(-0.1 * pq_icpc)), .35)), 1)), np.nan)
     o["icpc_not_required"] = np.where(s47, np.where(icpc, "false", "true"), "").astype(object)
     cp = kind == "CP"
     o["cpp_start"] = np.where(cp, o["icpc"], np.nan)
@@ -739,7 +747,7 @@ def _simulate_cin(rng, c: Council, w0, w1, years, care) -> dict:
     while len(chain):
         o = _outcomes(rng, c, r, dob[chain], COMMUNITY)
         chain_parts.append((chain, r, o))
-        q = 0.39 - 0.03 * c.practice_at(r)
+        q = 0.39 - 0.03 * c.practice_for("rereferral", r)
         again = (rng.random(len(r)) < q) & ~(o["rc"] == "RC2") & (o["closure"] < _add_years(dob[chain], 18) - 60)
         nxt = o["closure"] + np.ceil(rng.lognormal(np.log(150), 1.1, len(r)))
         again &= (nxt <= w1) & (nxt < _add_years(dob[chain], 18) - 30)
@@ -1161,7 +1169,8 @@ def _write_cin_xml(path: Path, c: Council, year: int, ch: dict, ep: dict, extra:
 
 # ---------------------------------------------------------------- driver --------------------------
 
-def _generate_council(landing: Path, c: Council, years: list[int], seed: int, error_rate: float) -> dict:
+def _generate_council(landing: Path, c: Council, years: list[int], seed: int, error_rate: float,
+                      linked_returns: bool = True) -> dict:
     key = zlib.crc32(c.code.encode())
     rng = np.random.default_rng([seed, key])
     fault_rng = np.random.default_rng([seed, key, 1])
@@ -1191,25 +1200,32 @@ def _generate_council(landing: Path, c: Council, years: list[int], seed: int, er
         stats["cla"][y] = int(((care["P"]["start"] <= ye) & (care["P"]["exit"] > ye)).sum())
         stats["children"] |= set(tables["header"]["_k"].tolist()) | set(ch["_k"].tolist())
     stats["children"] = len(stats["children"])
+    if linked_returns:  # Annex A, CSWW and SEN2 for the same children and social workers
+        from transforms.synthetic_linked import write_linked_returns
+        stats["linked"] = write_linked_returns(landing, c, years, care, cin, kids, seed)
     return stats
 
 
 def generate_landing(landing: Path, *, n_las: int = 10, years: Sequence[int] = (2023, 2024, 2025),
                      seed: int = 0, scale: float = 1.0, la_codes: Sequence[str] | None = None,
                      ees_source: Path | None = None, error_rate: float = 0.002,
-                     xml_903_every: int = 4) -> dict:
+                     xml_903_every: int = 4, councils: Sequence[Council] | None = None,
+                     linked_returns: bool = True) -> dict:
     """Write a synthetic landing area and return what was written (files, children, episodes,
-    referrals, CLA at 31 March per year, seconds). Deterministic for a given seed."""
+    referrals, CLA at 31 March per year, seconds). Deterministic for a given seed. ``councils``: explicit
+    councils (a scenario with a known truth, transforms/scenarios.py) instead of random ones;
+    ``linked_returns``: also Annex A, CSWW and SEN2 for the same children and social workers."""
     t0 = time.perf_counter()
     landing = Path(landing)
     years = sorted({int(y) for y in years})
-    councils = _councils(n_las, la_codes, seed, scale, xml_903_every)
+    councils = list(councils) if councils is not None else _councils(n_las, la_codes, seed, scale, xml_903_every)
     summary = dict(las=[c.code for c in councils], la_names={c.code: c.name for c in councils}, years=years,
                    files=dict(ssda903=0, cin_census=0, published=0), children=0, episodes=0,
                    referrals=0, faulty_rows=0, cla_31_march={y: 0 for y in years})
     # councils are independent (each has its own random stream), so use the cores when there are many
     workers = min(os.cpu_count() or 1, 4) if len(councils) >= 8 else 1
-    jobs = [(landing, c, years, seed, error_rate) for c in sorted(councils, key=lambda c: -c.cla)]  # big first
+    jobs = [(landing, c, years, seed, error_rate, linked_returns)
+            for c in sorted(councils, key=lambda c: -c.cla)]  # big first
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(_generate_council, *zip(*jobs)))
@@ -1244,10 +1260,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--ees-source", type=Path, help="folder of published EES CSVs to copy")
     ap.add_argument("--error-rate", type=float, default=0.002)
     ap.add_argument("--xml-903-every", type=int, default=4)
+    ap.add_argument("--no-linked-returns", action="store_true", help="only SSDA903 and the CIN census")
     a = ap.parse_args(argv)
     summary = generate_landing(a.landing, n_las=a.las, years=a.years, seed=a.seed, scale=a.scale,
                                la_codes=a.la_codes, ees_source=a.ees_source, error_rate=a.error_rate,
-                               xml_903_every=a.xml_903_every)
+                               xml_903_every=a.xml_903_every, linked_returns=not a.no_linked_returns)
     print(json.dumps(summary, indent=2))
     return summary
 
