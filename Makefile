@@ -15,7 +15,7 @@ export CSRETURNS_REPO          ?= $(VAR)/repository
 export CSRETURNS_SHARED        ?= $(SHARED)
 export GX_ANALYTICS_ENABLED    := False
 
-.PHONY: demo test test-fast bench docs clean
+.PHONY: demo test test-fast bench docs clean chromium
 
 $(BIN)/csreturns: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -29,8 +29,14 @@ demo: $(BIN)/csreturns
 	$(BIN)/python -m transforms.demo --landing $(CSRETURNS_LANDING) --repo $(CSRETURNS_REPO)
 
 ## make test: the test suite (CI runs this)
-test: $(BIN)/csreturns
+test: $(BIN)/csreturns chromium
 	$(BIN)/python -m pytest
+
+## headless Chromium for the report's browser test: Debian's package, installed when missing (as root, with apt)
+chromium:
+	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; } || \
+	  echo "chromium could not be installed: the browser test of the report will skip"
 
 test-fast: $(BIN)/csreturns
 	$(BIN)/python -m pytest -m "not airflow and not services and not slow"
