@@ -45,7 +45,7 @@ def test_one_collection_dag_per_schema_plus_the_repository_refresh(dagbag):
 
 def test_collection_dags_have_the_stages_users_watch(dagbag):
     dag = dagbag.dags["collect_ssda903"]
-    assert {"discover", "read", "validate", "load", "publish"} == set(dag.task_ids)
+    assert {"discover", "read", "validate", "load", "check_rules", "publish"} == set(dag.task_ids)
     assert [o.name for o in dag.get_task("publish").outlets] == ["csreturns_ssda903"]
 
 

@@ -47,7 +47,7 @@ def test_no_credentials_are_committed():
 
 
 def test_every_variable_compose_needs_is_in_the_env_example():
-    used = set(re.findall(r"(?<!\$)\$\{([A-Z_]+)", (DOCKER / "compose.yaml").read_text()))
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)", (DOCKER / "compose.yaml").read_text()))
     documented = {line.split("=", 1)[0] for line in (DOCKER / ".env.example").read_text().splitlines()
                   if "=" in line and not line.startswith("#")}
     assert used <= documented

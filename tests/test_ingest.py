@@ -203,6 +203,16 @@ def test_gx_results_are_kept_per_file(landing, repo_root):
     assert '"success": true' in result and "expect_column_values_to_be_in_set" in result
 
 
+def test_gx_results_kept_in_the_repository_hold_no_values_from_the_return(landing, repo_root):
+    """A duplicated child id or a bad date of birth fails an expectation; GX would list those raw values."""
+    put(landing, "301/year=2025/header.csv",
+        HEADER + "RAWID77,M,01/05/2012,WBRI,,,\nRAWID77,F,02/06/2013,WBRI,,,\nRAWID78,F,31/02/2014,WBRI,,,\n")
+    [row] = ingest(landing, repo_root)
+    result = (repo_root / "validations" / row["load_id"] / "header.json").read_text()
+    assert '"success": false' in result
+    assert "RAWID7" not in result and "31/02/2014" not in result
+
+
 def test_published_ees_files_load_in_long_form_with_suppression_symbols(landing, repo_root):
     for f in ("c1_children_in_need_referrals_and_rereferrals_2013_to_2025.csv", "csww_indicators_2017_to_2025.csv",
               "la_care_leavers_activity.csv"):

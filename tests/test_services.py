@@ -106,6 +106,9 @@ def test_a_real_celery_worker_picks_up_the_tasks_through_redis(postgres_database
     airflow = [sys.executable, "-m", "airflow"]
     migrated = subprocess.run([*airflow, "db", "migrate"], capture_output=True, text=True, env=env, timeout=600)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
+    pool = subprocess.run([*airflow, "pools", "set", "csreturns_writer", "1", "one catalogue writer at a time"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert pool.returncode == 0, pool.stderr[-3000:]
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("api", "scheduler", "dag_processor", "worker")}
     commands = {"api": ["api-server", "--port", str(port)], "scheduler": ["scheduler"],
                 "dag_processor": ["dag-processor"], "worker": ["celery", "worker", "--concurrency", "2", "--queues", queue]}

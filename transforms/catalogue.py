@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from transforms import council_risk, early_warning, indicators, schema
+from transforms import council_risk, early_warning, ees_datasets, holdings, indicators, rules, schema
 from transforms.repository import DATA_FILE, LEDGER_SCHEMA, QUARANTINE_SCHEMA, Repository
 from transforms.sql import literal
 
@@ -26,7 +26,8 @@ LEDGER_DOC = {
     "load_id": "Identifier of this arrival (sortable by time); every loaded row carries it",
     "path": "Where the file was found", "relpath": "Path relative to the landing area",
     "sha256": "Checksum of the bytes received", "bytes": "File size", "format": "csv, xml or ees_csv",
-    "collection": "Collection recognised", "table": "Table recognised (null when the file holds several)",
+    "collection": "Collection recognised (published for every EES file: its dataset says which ees_ collection owns it)",
+    "table": "Table recognised (null when the file holds several)",
     "tables": "Tables the file holds", "dataset": "Published dataset (published statistics only)",
     "la_code": "3-digit old LA code of the sending council", "return_year": "Return year (ending 31 March)",
     "year_source": "How the year was found: folder, header, name or content",
@@ -81,8 +82,11 @@ def dictionary() -> pd.DataFrame:
         if coll.is_published:
             continue
         for table in coll.tables():
-            rows.append((table.relation, "la_code", "VARCHAR", "3-digit old LA code of the sending council", None, None, coll.id))
-            rows.append((table.relation, "return_year", "INTEGER", "Return year (the year ending 31 March)", None, None, coll.id))
+            if coll.kind == "reference":  # national lookups: no sending council; the year is the edition's
+                rows.append((table.relation, "return_year", "INTEGER", "Year of the model or snapshot (file name or year=YYYY folder)", None, None, coll.id))
+            else:
+                rows.append((table.relation, "la_code", "VARCHAR", "3-digit old LA code of the sending council", None, None, coll.id))
+                rows.append((table.relation, "return_year", "INTEGER", "Return year (the year ending 31 March)", None, None, coll.id))
             for col in table.columns:
                 if not col.kept:
                     continue
@@ -96,9 +100,13 @@ def dictionary() -> pd.DataFrame:
     for relation, (_, _, columns) in DERIVED.items():
         for name, (sql_type, text) in columns.items():
             rows.append((relation, name, sql_type, text, None, None, None))
+    rows += ees_datasets.dictionary_rows()
+    for name, (sql_type, text) in holdings.COLUMNS.items():
+        rows.append(("collections", name, sql_type, text, None, None, None))
     for relation, doc in (("published_statistics", PUBLISHED_DOC), ("load_ledger", LEDGER_DOC),
                           ("quarantine", QUARANTINE_DOC), ("column_dictionary", DICTIONARY_DOC),
-                          ("relations", RELATIONS_DOC)):
+                          ("relations", RELATIONS_DOC), ("validation_rules", rules.RULES_DOC),
+                          ("validation_errors", rules.ERRORS_DOC)):
         for name, text in doc.items():
             rows.append((relation, name, None, text, None, None, None))
     return pd.DataFrame(rows, columns=["relation", "column_name", "type", "description", "codes",
@@ -114,10 +122,14 @@ def relations() -> pd.DataFrame:
             continue
         for table in coll.tables():
             rows.append((table.relation, coll.id, coll.grain, table.description))
+    rows += ees_datasets.relation_rows()
     for relation, (grain, description, _) in DERIVED.items():
         rows.append((relation, None, grain, description))
+    rows.append(("collections", None, "collection", "Every declared collection (schemas/) and what the repository holds of it"))
     rows.append(("load_ledger", None, "file", "One row per file ever received, with its fate and row counts"))
     rows.append(("quarantine", None, "row", "One row per rejected row or file, with the reason"))
+    rows.append(("validation_rules", None, "rule", "The DfE validation rules checked on each return (schemas/rules/), with code and message"))
+    rows.append(("validation_errors", None, "failing record / rule", "One row per record failing a DfE validation rule in the latest check of each return, with the source row"))
     rows.append(("column_dictionary", None, "column", "What each column of each relation holds"))
     rows.append(("relations", None, "relation", "The relations of this catalogue"))
     return pd.DataFrame(rows, columns=["relation", "collection", "grain", "description"])
@@ -155,6 +167,22 @@ def _create_file_view(con, name: str, directory: Path, arrow_schema) -> None:
         con.unregister(f"{name}_empty")
 
 
+def _create_reference_view(con, repo: Repository, table: schema.Table) -> None:
+    """A national lookup: partitioned by edition year only (its rows carry their own la_code)."""
+    rel = f"collection={table.collection}/table={table.name}/*/{DATA_FILE}"
+    columns = {"return_year": "INTEGER", **{c.out: c.duckdb_type for c in table.columns if c.kept},
+               "source_row": "BIGINT", "load_id": "VARCHAR"}
+    if list(repo.parquet.glob(rel)):
+        source = f"read_parquet({literal(_glob(repo, rel))}, hive_partitioning=true, union_by_name=true)"
+        present = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        present.discard("return_year")
+        select = [f'CAST("dataset" AS INTEGER) AS return_year']
+    else:
+        source, present, select = "(SELECT 1 WHERE false)", set(), ["CAST(NULL AS INTEGER) AS return_year"]
+    select += [f'"{c}"' if c in present else f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns.items() if c != "return_year"]
+    con.execute(f'CREATE VIEW "{table.relation}" AS SELECT {", ".join(select)} FROM {source}')
+
+
 def _create_published_view(con, repo: Repository) -> None:
     rel = f"collection=published/table=published_statistics/*/{DATA_FILE}"
     if list(repo.parquet.glob(rel)):
@@ -176,12 +204,22 @@ def build(repo: Repository, path: Path) -> None:
         for coll in schema.collections().values():
             if coll.is_published:
                 continue
+            if coll.kind == "reference":
+                for table in coll.tables():
+                    _create_reference_view(con, repo, table)
+                continue
             for name in coll.table_names:
                 years = [coll.table(name, y) for y in [None, *coll.change_years]]
                 _create_return_view(con, repo, coll.table(name), years)
         _create_published_view(con, repo)
+        for coll in ees_datasets.collections():
+            ees_datasets.create_view(con, coll)
+        con.register("collections_df", holdings.holdings(repo.root))
+        con.execute("CREATE TABLE collections AS SELECT * FROM collections_df")
+        con.unregister("collections_df")
         _create_file_view(con, "load_ledger", repo.ledger_dir, LEDGER_SCHEMA)
         _create_file_view(con, "quarantine", repo.quarantine_dir, QUARANTINE_SCHEMA)
+        rules.build_catalogue(con, repo)
         docs = dictionary()
         con.register("docs_df", docs)
         con.execute("CREATE TABLE column_dictionary AS SELECT * FROM docs_df")

@@ -67,6 +67,48 @@ def cmd_warn(args) -> int:
     return 0
 
 
+def cmd_replicate(args) -> int:
+    """Mirror the repository's partitions to S3-compatible storage (changed files only)."""
+    from transforms.replica import replicate
+    from transforms.repository import Repository
+
+    result = replicate(Repository(args.repo), args.to, args.conn_id)
+    print(f"{args.to}: {len(result['uploaded'])} uploaded, {len(result['deleted'])} deleted, "
+          f"{result['unchanged']} unchanged of {result['partitions']} partitions")
+    return 0
+
+
+def cmd_errors(args) -> int:
+    """The DfE validation-rule error report of one return, as CSV and XLSX, for the council's data team."""
+    from transforms.repository import Repository
+    from transforms.rules import PSEUDONYM_NOTE, check_return, error_report, write_report, latest_load
+
+    repo = Repository(args.repo)
+    if args.recheck:
+        load_id = latest_load(repo, args.collection, args.la, args.year)
+        if load_id is None:
+            print(f"no {args.collection} return for {args.la} {args.year} in {repo.root}")
+            return 1
+        check_return(repo, args.collection, args.la, args.year, load_id)
+    report = error_report(repo, args.collection, args.la, args.year)
+    stem = f"errors_{args.collection}_{args.la}_{args.year}"
+    csv_path, xlsx_path = write_report(report, Path(args.out), stem)
+    print(f"{len(report)} failing record(s) x rule for {args.collection} {args.la} {args.year} "
+          f"({report['code'].nunique()} rule(s)): {csv_path} {xlsx_path}")
+    print(PSEUDONYM_NOTE)
+    return 0
+
+
+def cmd_report(args) -> int:
+    """The static HTML early-warning report (shareable: small numbers suppressed)."""
+    from transforms.report import report_for_repository
+
+    summary = report_for_repository(args.repo, args.out, args.as_of)
+    print(f"report at {summary['as_of'] or '(no month end yet)'}: {summary['councils']} council page(s), "
+          f"{summary['charts']} chart(s) in {summary['seconds']:.1f}s; open {Path(summary['out']).resolve() / 'index.html'}")
+    return 0
+
+
 def cmd_docs(args) -> int:
     from transforms.docs import write_column_docs
 
@@ -76,10 +118,28 @@ def cmd_docs(args) -> int:
 
 
 def cmd_collections(args) -> int:
-    for coll in schema.collections().values():
-        changes = ", ".join(map(str, coll.change_years)) or "-"
-        print(f"{coll.id:<12} {coll.owner:<10} {coll.cadence:<22} {coll.grain:<24} "
-              f"{'/'.join(coll.formats):<8} changes: {changes}")
+    """Every declared collection; with --repo, what the repository holds of each (councils, years, last load)."""
+    from transforms.holdings import declared, holdings
+
+    if args.repo and not Path(args.repo).is_dir():
+        print(f"no repository at {args.repo}", file=sys.stderr)
+        return 2
+    table = holdings(args.repo) if args.repo else declared()
+    table = table.drop(columns=["title", "relations"]) if args.format == "text" else table
+    if args.format == "csv":
+        table.to_csv(sys.stdout, index=False)
+        return 0
+    table["change_years"] = table["change_years"].replace("", "-")
+    if "last_load" in table:
+        table["last_load"] = table["last_load"].dt.strftime("%Y-%m-%d %H:%M").fillna("-")
+        table["years"] = table["years"].replace("", "-")
+    text = table.astype(str)
+    widths = {c: max(len(c), text[c].str.len().max()) for c in text.columns}
+    print("  ".join(c.ljust(widths[c]) for c in text.columns).rstrip())
+    for row in text.itertuples(index=False):
+        print("  ".join(str(v).ljust(widths[c]) for c, v in zip(text.columns, row)).rstrip())
+    kinds = table["kind"].value_counts().to_dict()
+    print(f"\n{len(table)} collections: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
     return 0
 
 
@@ -102,10 +162,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--as-of", help="month end (YYYY-MM-DD); default: the latest")
     p.add_argument("--la", help="only this council (3-digit LA code)")
     p.set_defaults(func=cmd_warn)
+    p = sub.add_parser("replicate", help="mirror the repository's Parquet partitions to s3://bucket/prefix")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--to", required=True, metavar="S3_URL", help="s3://bucket/prefix")
+    p.add_argument("--conn-id", help="Airflow AWS connection (endpoint_url in its extra for S3-compatible "
+                   "stores); default: boto3's own AWS_* configuration")
+    p.set_defaults(func=cmd_replicate)
+    p = sub.add_parser("errors", help="write a return's DfE validation-rule error report (CSV and XLSX)")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--la", required=True, help="3-digit LA code")
+    p.add_argument("--collection", required=True, help="collection id, e.g. cin_census or ssda903")
+    p.add_argument("--year", required=True, type=int, help="return year (ending 31 March)")
+    p.add_argument("--out", default=".", help="folder for the report files (default: here)")
+    p.add_argument("--recheck", action="store_true", help="run the rules again on the current data first")
+    p.set_defaults(func=cmd_errors)
+    p = sub.add_parser("report", help="write the static HTML early-warning report (one page per council)")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--out", help="folder for the report (default: REPO/report)")
+    p.add_argument("--as-of", help="month end (YYYY-MM-DD); default: the latest")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("docs", help="write the column dictionary generated from schemas/")
     p.add_argument("--out", default="docs/columns.md")
     p.set_defaults(func=cmd_docs)
-    p = sub.add_parser("collections", help="list the declared collections")
+    p = sub.add_parser("collections", help="list the declared collections (and, with --repo, what is held)")
+    p.add_argument("--repo", help="also show what this repository holds: councils, years, last load")
+    p.add_argument("--format", choices=["text", "csv"], default="text")
     p.set_defaults(func=cmd_collections)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

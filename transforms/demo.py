@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("AIRFLOW_HOME", str(var / "airflow"))
     env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+    env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "transforms" / "plugins"))  # GX results in the UI
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{var / 'airflow' / 'airflow.db'}")
@@ -72,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
              f"(SSDA903 CSV/XML, CIN census XML){' + published EES files from ' + str(ees) if ees.exists() else ''}")
         summary = generate_landing(landing, n_las=args.las, years=args.years,
                                    ees_source=ees if ees.exists() else None)
+        neighbours = args.shared / "reference" / "statistical_neighbours"
+        for source in sorted(neighbours.glob("*.csv")):  # reference data: who each council compares with
+            target = landing / "reference" / "statistical_neighbours" / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
         _say(f"    {sum(summary['files'].values())} files for {', '.join(summary['la_names'].values())}: "
              f"{summary['referrals']:,} CIN referrals, children looked after at 31 March "
              f"{', '.join(f'{y}: {n:,}' for y, n in summary['cla_31_march'].items())} "
@@ -82,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"2/4 preparing Airflow's metadata database (SQLite) in {env['AIRFLOW_HOME']}")
     logs = var / "logs"
     _airflow(["db", "migrate"], logs / "airflow-db-migrate.log", env)
+    # one catalogue rebuild at a time (transforms/orchestration.py WRITER_POOL)
+    _airflow(["pools", "set", "csreturns_writer", "1", "csreturns: one catalogue writer at a time"],
+             logs / "airflow-db-migrate.log", env)
 
     _say("3/4 running the collection DAGs through Airflow (airflow dags test); Airflow's logs: " + str(logs))
     ledger_dir = Repository(repo).ledger_dir
@@ -89,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     for collection_id in [*schema.collections(), UNRECOGNISED]:
         pending = len(discover(landing, collection_id, seen=seen))
         dag_id = f"collect_{collection_id}"
+        if not pending:  # the scheduler would run it hourly to find nothing; here that is only time lost
+            continue
         _say(f"  {dag_id}: {pending} new file(s)")
         stop = threading.Event()
         watcher = threading.Thread(target=_watch, args=(ledger_dir, pending, dag_id, stop), daemon=True)

@@ -24,6 +24,7 @@ from transforms.readers.xml_records import root_and_header
 from transforms.readers import UnreadableFile
 
 PUBLISHED_FOLDER = "published"
+REFERENCE_FOLDER = "reference"  # LANDING/reference/<collection>/...: national lookups, not per council
 UNRECOGNISED = "unrecognised"   # pseudo-collection: files no schema claims, recorded as rejected
 _LA_CODE = re.compile(r"^\d{3}$")
 _YEAR_FOLDER = re.compile(r"^year=(\d{4})$")
@@ -98,11 +99,16 @@ def identify(path: Path, landing: Path) -> Arrival:
     if folder_year:
         arrival.return_year, arrival.year_source = folder_year, "folder"
     suffix = path.suffix.lower()
+    reference = _reference_folder(rel)
     try:
-        if suffix == ".csv":
+        if reference is not None:
+            _identify_reference(arrival, reference)
+        elif suffix == ".csv":
             _identify_csv(arrival, published)
         elif suffix == ".xml":
             _identify_xml(arrival)
+        elif suffix == ".xlsx":
+            _identify_xlsx(arrival)
         else:
             arrival.problem = f"no collection schema reads {suffix or 'extensionless'} files"
     except (UnreadableFile, ValueError) as exc:
@@ -111,10 +117,42 @@ def identify(path: Path, landing: Path) -> Arrival:
         m = _YEAR_IN_NAME.findall(path.name)
         if m:
             arrival.return_year, arrival.year_source = int(m[-1]), "name"
-    if arrival.problem is None and arrival.collection != "published" and arrival.la_code is None:
+    if arrival.problem is None and arrival.collection != "published" and arrival.la_code is None and reference is None:
         arrival.problem = ("cannot tell which council sent this file: put it under LANDING/<la_code>/ "
                            "(3-digit old LA code)")
     return arrival
+
+
+def _reference_folder(rel: Path) -> str | None:
+    parts = rel.parts[:-1]
+    if not parts or parts[0] != REFERENCE_FOLDER:
+        return None
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _identify_reference(arrival: Arrival, collection_id: str) -> None:
+    """A file under reference/<collection>/: the folder names the collection, the content the table."""
+    declared = sorted(c.id for c in schema.collections().values() if c.kind == "reference")
+    coll = schema.collections().get(collection_id)
+    if coll is None or coll.kind != "reference":
+        raise UnreadableFile(f"reference files go under reference/<collection>/ with one of: {', '.join(declared)}")
+    arrival.collection = coll.id
+    suffix = arrival.path.suffix.lower()
+    if suffix == ".csv" and "csv" in coll.formats:
+        from transforms.readers.reference import header_score
+        scores = {t.name: header_score(arrival.path, coll, t) for t in coll.tables()}
+        best = max(scores, key=scores.get)
+        if not scores[best]:
+            raise UnreadableFile(f"CSV header names the columns of no {coll.id} table ({', '.join(scores)})")
+        arrival.format, arrival.tables = "csv", (best,)
+    elif suffix == ".xlsx" and "xlsx" in coll.formats:
+        from transforms.readers.xlsx import sheet_names, table_sheets
+        found = table_sheets(sheet_names(arrival.path), coll.tables(), coll)
+        if not found:
+            raise UnreadableFile(f"no sheet of {coll.id} in this workbook")
+        arrival.format, arrival.tables = "xlsx", tuple(found)
+    else:
+        raise UnreadableFile(f"{coll.id} is read from {', '.join(coll.formats)} files, not {suffix or 'extensionless'}")
 
 
 def _identify_csv(arrival: Arrival, published: bool) -> None:
@@ -141,6 +179,12 @@ def _identify_csv(arrival: Arrival, published: bool) -> None:
     if best is None or best[0] < 0.5:
         raise UnreadableFile(f"CSV header row matches no declared return table: {', '.join(header)[:200]}")
     overlap, coll, table, names = best
+    terms = coll.spec.get("term_tables")  # termly returns: one table per term, named in the file name
+    if terms:
+        term = next((t for t in terms if t in arrival.path.name.lower()), None)
+        if term is None:
+            raise UnreadableFile(f"{coll.id} file name must say the census term ({', '.join(terms)})")
+        table = coll.table(terms[term])
     arrival.format, arrival.collection, arrival.tables = "csv", coll.id, (table.name,)
     missing = [c for c in table.required if normalise_header(c) not in seen]
     if missing:
@@ -172,12 +216,32 @@ def _identify_xml(arrival: Arrival) -> None:
     raise UnreadableFile(f"XML root <{root}> matches no declared collection")
 
 
+def _identify_xlsx(arrival: Arrival) -> None:
+    """A workbook is the collection whose declared sheets it holds most of (Annex A: "List 1".."List 11")."""
+    from transforms.readers.xlsx import sheet_names, table_sheets
+    titles = sheet_names(arrival.path)
+    best = None
+    for coll in schema.collections().values():
+        if "xlsx" not in coll.formats or coll.kind == "reference":  # those come under reference/<collection>/
+            continue
+        found = table_sheets(titles, coll.tables(), coll)
+        score = (len(found) / len(coll.table_names), len(found)) if found else None
+        if score and (best is None or score > best[0]):
+            best = (score, coll, found)
+    if best is None:
+        raise UnreadableFile(f"workbook sheets match no declared collection: {', '.join(titles)[:200]}")
+    _, coll, found = best
+    arrival.format, arrival.collection = "xlsx", coll.id
+    arrival.tables = tuple(t for t in coll.table_names if t in found)
+
+
 def _year_from_header(arrival: Arrival, header: dict[str, str]) -> None:
     ref = header.get("reference_date")
     if ref:
         try:
             day = datetime.strptime(ref[:10], "%Y-%m-%d").date()
-            if (day.month, day.day) == (3, 31):
+            census_day = schema.collection(arrival.collection).spec.get("reference_day", "03-31")  # CSWW: 09-30
+            if day.strftime("%m-%d") == census_day:
                 arrival.return_year, arrival.year_source = day.year, "header"
                 return
         except ValueError:
@@ -217,6 +281,8 @@ def discover(landing: Path, collection: str | None = None, seen: set[tuple[str, 
     for path in sorted(p for p in landing.rglob("*") if p.is_file()):
         if path.name in _IGNORED or any(part.startswith(".") for part in path.relative_to(landing).parts):
             continue
+        if not _could_belong(path.relative_to(landing), collection):
+            continue
         arrival = identify(path, landing)
         if seen and (arrival.relpath, arrival.sha256) in seen:
             continue
@@ -225,9 +291,30 @@ def discover(landing: Path, collection: str | None = None, seen: set[tuple[str, 
     if collection == UNRECOGNISED:
         arrivals = [a for a in arrivals if a.collection is None and collection_hint(a) is None]
     elif collection:
-        arrivals = [a for a in arrivals if a.collection == collection or
+        arrivals = [a for a in arrivals if owning_collection(a) == collection or
                     (a.collection is None and collection_hint(a) == collection)]
     return arrivals
+
+
+def _could_belong(rel: Path, collection: str | None) -> bool:
+    """From the path alone, whether a file can be of ``collection``: the 27 EES and the reference DAGs
+    then identify (checksum, header) only their own few files, not the whole landing area each run."""
+    coll = schema.collections().get(collection) if collection else None
+    if coll is None or collection in rel.parts[:-1]:       # no filter, or a folder hint (collection_hint)
+        return True
+    if coll.kind == "ees":                                  # the dataset comes from the file name
+        return rel.suffix.lower() == ".csv" and coll.dataset_for(rel.name)[0] == coll.dataset
+    if coll.kind == "reference":
+        return rel.parts[:2] == (REFERENCE_FOLDER, coll.id)
+    return True
+
+
+def owning_collection(arrival: Arrival) -> str | None:
+    """The collection whose DAG takes the file: an EES file belongs to the ees collection declaring its
+    dataset (collect_ees_<name>), and to the catch-all ``published`` only when none does."""
+    if arrival.collection == "published" and arrival.dataset:
+        return schema.ees_collection_of(arrival.dataset) or "published"
+    return arrival.collection
 
 
 def submissions(arrivals: list[Arrival]) -> list[list[Arrival]]:

@@ -9,9 +9,14 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from airflow.sdk import Asset, AssetAny, Param, dag, get_current_context, task
+from airflow.sdk import Asset, AssetAny, BaseSensorOperator, Param, PokeReturnValue, dag, get_current_context, task
 
 from transforms import schema
+from transforms.alerts import notify_failure
+
+# Catalogue rebuilds take this pool (one slot) so they queue in Airflow, visibly, instead of holding a
+# worker slot while blocked on the repository's writer lock. Created by `airflow pools set` (see README).
+WRITER_POOL = "csreturns_writer"
 
 
 def collection_asset(collection_id: str) -> Asset:
@@ -20,6 +25,10 @@ def collection_asset(collection_id: str) -> Asset:
 
 
 CATALOGUE_ASSET = Asset(name="csreturns_catalogue", uri="file://csreturns/catalogue")
+REPORT_ASSET = Asset(name="csreturns_report", uri="file://csreturns/report")
+# Emitted when files have been fetched from a remote landing area (fetch_<source> DAGs): the collection
+# DAGs run on it as well as hourly, so a return fetched over SFTP or S3 is ingested without waiting.
+LANDING_ASSET = Asset(name="csreturns_landing", uri="file://csreturns/landing")
 
 
 def collection_ids() -> list[str]:
@@ -46,12 +55,16 @@ def collection_dag(collection_id: str):
         doc = ("### Unrecognised files\n\nEvery file in the landing area that no schema claims is recorded "
                "in the ledger as rejected, with the reason, so nothing that arrives goes unseen.")
 
-    @dag(dag_id=f"collect_{collection_id}", schedule="@hourly", catchup=False, max_active_runs=1,
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable("@hourly", timezone="UTC"), assets=LANDING_ASSET)
+
+    @dag(dag_id=f"collect_{collection_id}", schedule=schedule, catchup=False, max_active_runs=1,
          description=f"Ingest {title} from the landing area into the repository",
          tags=["csreturns", "collection", owner], doc_md=doc,
          params={"landing": Param(None, type=["null", "string"], description="landing folder (default $CSRETURNS_LANDING)"),
                  "repo": Param(None, type=["null", "string"], description="repository folder (default $CSRETURNS_REPO)")},
-         default_args={"retries": 1, "retry_delay": timedelta(seconds=30)})
+         default_args={"retries": 1, "retry_delay": timedelta(seconds=30), "on_failure_callback": notify_failure})
     def collect():
         @task
         def discover() -> list[dict]:
@@ -91,6 +104,7 @@ def collection_dag(collection_id: str):
             for state in states:
                 for info in state.get("tables", {}).values():
                     print(f"GX {state['arrival']['relpath']} {info['summary']}")
+            _link_validations(states)
             return {"submission": submission["submission"], "states": states}
 
         @task(map_index_template="{{ submission['submission'] }}")
@@ -106,13 +120,30 @@ def collection_dag(collection_id: str):
                       f"{row['rows_quarantined']} quarantined of {row['rows_in']})"
                       + (f" - {row['reason']}" if row.get("reason") else ""))
                 rows.append({k: row[k] for k in ("load_id", "relpath", "status", "rows_in", "rows_loaded",
-                                                 "rows_quarantined")})
+                                                 "rows_quarantined", "collection", "la_code", "return_year")})
             return rows
 
-        @task(outlets=[asset], trigger_rule="none_failed")
+        @task
+        def check_rules(rows: list[dict]) -> list[dict]:
+            """The DfE validation rules, once per return this submission loaded (after its commits), and
+            each loaded file's error report under REPO/errors/<collection>/<la_code>/<year>/."""
+            from transforms.repository import Repository
+            from transforms.rules import check_returns, write_file_reports
+
+            repo = Repository(_paths()[1])
+            for run in check_returns(repo, rows):
+                print(f"rules {run['collection']} {run['la_code']} {run['return_year']}: {run['errors']} "
+                      f"failure(s) of {run['rules_run']} rules in {run['seconds']}s")
+            for path in write_file_reports(repo, rows):
+                print(f"error report: {path}")
+            return rows
+
+        # all_done: a failed rule check (a bug in a rule) or one failed submission must not keep the rest of
+        # the loaded data out of the catalogue; the failed task still shows red in the UI and e-mails.
+        @task(outlets=[asset], trigger_rule="all_done")
         def publish(rows: list[dict] | None = None) -> dict:
             """Announce what changed: the repository refresh DAG is scheduled on this asset."""
-            rows = [row for batch in (rows or []) for row in batch]
+            rows = [row for batch in (rows or []) if batch for row in batch]
             summary = {s: sum(1 for r in rows if r["status"] == s) for s in ("loaded", "partly_loaded", "rejected", "duplicate")}
             summary.update(files=len(rows), rows_loaded=sum(r["rows_loaded"] for r in rows),
                            rows_quarantined=sum(r["rows_quarantined"] for r in rows))
@@ -120,9 +151,23 @@ def collection_dag(collection_id: str):
             get_current_context()["outlet_events"][asset].extra = summary
             return summary
 
-        publish(load.expand(submission=validate.expand(submission=read.expand(submission=discover()))))
+        loaded = load.expand(submission=validate.expand(submission=read.expand(submission=discover())))
+        check_rules.expand(rows=loaded) >> publish(loaded)
 
     return collect()
+
+
+def _link_validations(states: list[dict]) -> None:
+    """HTML pages of the GX results, reachable from the UI (plugin transforms/plugins/csreturns_ui.py):
+    the task log gets one link per file, the DAG run a "GX results" tab."""
+    from airflow.sdk.configuration import conf
+
+    from transforms.plugins.validation_pages import URL_PREFIX, publish_validations
+
+    ti = get_current_context()["ti"]
+    base = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/") + URL_PREFIX
+    for path in publish_validations(_paths()[1], states, ti.dag_id, ti.run_id):
+        print(f"GX results: {base}/{path}")
 
 
 def _label(group) -> str:
@@ -134,20 +179,25 @@ def _label(group) -> str:
 
 def _doc(coll: schema.Collection) -> str:
     tables = ", ".join(f"`{coll.relation(t)}`" for t in coll.table_names) or "`published_statistics`"
+    if coll.kind == "ees":  # one published dataset: its rows in published_statistics, plus a wide view
+        tables = f"`published_statistics` (dataset `{coll.dataset}`) and the view `{coll.spec.get('view', coll.id)}`"
+    declared = coll.path.relative_to(schema.SCHEMA_DIR) if coll.path.is_relative_to(schema.SCHEMA_DIR) else coll.path.name
     return (f"### {coll.title}\n\nOwner: {coll.owner}. Cadence: {coll.cadence}. Grain: {coll.grain}. "
-            f"Formats: {', '.join(coll.formats)}.\n\nDeclared in `schemas/{coll.path.name}`; loads {tables}. "
-            "Tasks: discover new files, read, validate (Great Expectations), load (atomic swap), publish "
-            "(emits this collection's asset).")
+            f"Formats: {', '.join(coll.formats)}.\n\nDeclared in `schemas/{declared}`; loads {tables}. "
+            "Tasks: discover new files, read, validate (Great Expectations), load (atomic swap), check_rules "
+            "(DfE validation rules per return, error report per file), publish (emits this collection's asset).")
 
 
 def repository_refresh_dag():
     # AssetAny: a list of assets would wait until *every* collection had changed.
     @dag(dag_id="repository_refresh", schedule=AssetAny(*[collection_asset(c) for c in collection_ids()]),
          catchup=False, max_active_runs=1, tags=["csreturns", "repository"],
-         description="Rebuild the DuckDB catalogue when any collection's Parquet changes",
-         params={"repo": Param(None, type=["null", "string"])})
+         description="Rebuild the DuckDB catalogue (indicators, early warning, risk) and the HTML report when any collection's Parquet changes",
+         params={"repo": Param(None, type=["null", "string"]),
+                 "replica": Param(None, type=["null", "string"], description="s3://bucket/prefix (default $CSRETURNS_REPLICA_URL)")},
+         default_args={"on_failure_callback": notify_failure})
     def refresh():
-        @task(outlets=[CATALOGUE_ASSET])
+        @task(outlets=[CATALOGUE_ASSET], pool=WRITER_POOL)
         def build_catalogue() -> str:
             from transforms.catalogue import publish
             from transforms.repository import Repository
@@ -156,6 +206,124 @@ def repository_refresh_dag():
             print(f"catalogue rebuilt: {path}")
             return str(path)
 
-        build_catalogue()
+        @task(outlets=[REPORT_ASSET])
+        def write_report(catalogue: str) -> dict:
+            """The HTML early-warning report from the new catalogue, into $CSRETURNS_REPORT (default REPO/report)."""
+            from transforms.report import write_report as write
+
+            out = Path(os.environ.get("CSRETURNS_REPORT") or _paths()[1] / "report")
+            summary = write(Path(catalogue), out)
+            summary = {**summary, "as_of": str(summary["as_of"])}
+            print(f"report at {summary['as_of']}: {summary['councils']} council pages, {summary['charts']} charts "
+                  f"in {summary['seconds']}s: {out / 'index.html'}")
+            get_current_context()["outlet_events"][REPORT_ASSET].extra = summary
+            return summary
+
+        catalogue = build_catalogue()
+        replicate_to_s3(catalogue)
+        write_report(catalogue)
 
     return refresh()
+
+
+@task(retries=3, retry_delay=timedelta(seconds=30), retry_exponential_backoff=2.0,
+      max_retry_delay=timedelta(minutes=15))
+def replicate_to_s3(_catalogue: str | None = None) -> dict:
+    """Mirror the repository's partitions to S3-compatible storage for Spark, Trino or Athena (skipped when
+    no replica is configured). Uploads changed files only; see transforms/replica.py."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from transforms.replica import replicate
+    from transforms.repository import Repository
+
+    url = get_current_context()["params"].get("replica") or os.environ.get("CSRETURNS_REPLICA_URL")
+    if not url:
+        raise AirflowSkipException("no replica configured (CSRETURNS_REPLICA_URL or the param replica)")
+    result = replicate(Repository(_paths()[1]), url, os.environ.get("CSRETURNS_REPLICA_CONN_ID") or None)
+    print(f"replica {url}: {len(result['uploaded'])} uploaded, {len(result['deleted'])} deleted, "
+          f"{result['unchanged']} unchanged of {result['partitions']} partitions")
+    return {k: len(v) if isinstance(v, list) else v for k, v in result.items()}
+
+
+class RemoteFilesSensor(BaseSensorOperator):
+    """Waits for files not yet fetched from a remote landing area: by rescheduling (the worker slot is
+    free between pokes), or, for a source declared ``"deferrable": true``, in the triggerer, where
+    the wait costs no worker at all. A wait that times out is skipped (``soft_fail``), not failed."""
+
+    def __init__(self, *, source, **kwargs):
+        super().__init__(**kwargs)
+        self.source = source
+
+    def poke(self, context) -> PokeReturnValue:
+        from transforms.remote import unfetched
+
+        pending = unfetched(self.source, _paths()[0])
+        print(f"{len(pending)} new or changed file(s) on {self.source.path}" + "".join(f"\n  {p}" for p in pending[:50]))
+        return PokeReturnValue(is_done=bool(pending), xcom_value=len(pending))
+
+    def execute(self, context):
+        from dataclasses import asdict
+
+        from transforms.remote import NewRemoteFilesTrigger
+
+        if not self.source.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        self.defer(trigger=NewRemoteFilesTrigger(asdict(self.source), str(_paths()[0].resolve()), self.poke_interval),
+                   method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+
+    def execute_complete(self, context, event=None) -> int:
+        print(f"{len(event['pending'])} new or changed file(s) on {self.source.path}")
+        return len(event["pending"])
+
+
+def remote_fetch_dag(source):
+    """``fetch_<source>``: wait for new or changed files on a remote landing area (``transforms.remote``),
+    fetch each once into the local landing area, reconcile with the ledger, and announce the landing."""
+    backoff = {"retry_delay": timedelta(seconds=30), "retry_exponential_backoff": 2.0,
+               "max_retry_delay": timedelta(minutes=20)}
+
+    @dag(dag_id=f"fetch_{source.name}", schedule=source.schedule, catchup=False, max_active_runs=1,
+         description=f"Fetch returns from {source.kind.upper()} {source.path} (connection {source.conn_id})",
+         tags=["csreturns", "remote", source.kind],
+         doc_md=(f"### Remote landing area `{source.name}`\n\n{source.kind.upper()} `{source.path}` through the "
+                 f"Airflow connection `{source.conn_id}`. Tasks: wait for new or changed files (reschedule "
+                 "mode, or deferred to the triggerer; skipped, not failed, when nothing arrives), fetch them "
+                 "once by checksum into the landing area (retries with exponential backoff), reconcile what is "
+                 "on the remote with the ledger, and emit `csreturns_landing`, on which the collection DAGs run."),
+         params={"landing": Param(None, type=["null", "string"], description="landing folder (default $CSRETURNS_LANDING)"),
+                 "repo": Param(None, type=["null", "string"], description="repository folder (default $CSRETURNS_REPO)")},
+         default_args={"on_failure_callback": notify_failure})
+    def fetch_source():
+        wait_for_files = RemoteFilesSensor(
+            task_id="wait_for_files", source=source, poke_interval=source.poke_interval, timeout=source.wait_timeout,
+            mode="reschedule", soft_fail=True, retries=2, **backoff)
+
+        @task(retries=4, **backoff)
+        def fetch(pending: int) -> dict:
+            from transforms.remote import fetch as fetch_files
+
+            landing, repo = _paths()
+            rows = fetch_files(source, landing, repo)
+            for row in rows:
+                print(f"{row['action']:<12} {row['remote_path']} -> {row['relpath']} ({row['size']} bytes, sha256 {row['sha256'][:12]})")
+            return {a: sum(1 for r in rows if r["action"] == a) for a in ("fetched", "already_here")}
+
+        @task(outlets=[LANDING_ASSET], retries=2, **backoff)
+        def reconcile(fetched: dict) -> dict:
+            from transforms.remote import reconcile as reconcile_files, summary
+
+            landing, repo = _paths()
+            rows = reconcile_files(source, landing, repo)
+            for row in rows:
+                print(f"{row['status']:<14} {row['relpath']}" + ("" if row["on_remote"] else " (no longer on the remote)"))
+            counts = summary(rows)
+            print(f"{source.name}: {counts}")
+            get_current_context()["outlet_events"][LANDING_ASSET].extra = {"source": source.name, **fetched, **counts}
+            return counts
+
+        reconcile(fetch(wait_for_files.output))
+
+    return fetch_source()

@@ -85,10 +85,16 @@ def _read(arrival: Arrival) -> RawTables:
     coll = schema.collection(arrival.collection)
     if arrival.format == "ees_csv":
         return read_ees(arrival.path, coll)
+    if arrival.format == "csv" and coll.kind == "reference":
+        from transforms.readers.reference import read_reference_csv
+        return read_reference_csv(arrival.path, coll, coll.table(arrival.table, arrival.return_year))
     if arrival.format == "csv":
         return read_table(arrival.path, coll.table(arrival.table, arrival.return_year))
     year = arrival.return_year
     tables = [t for t in coll.tables(year) if year is None or t.collected_in(year)]
+    if arrival.format == "xlsx":
+        from transforms.readers.xlsx import read_xlsx
+        return read_xlsx(arrival.path, coll, tables)
     return read_records(arrival.path, coll, tables)
 
 
@@ -151,7 +157,7 @@ def validate_batch(repo: Repository, states: list[dict]) -> list[dict]:
         raw = pd.concat([pd.read_parquet(m["raw"][name]).assign(**{BATCH_COLUMN: i}) for i, m in enumerate(members)],
                         ignore_index=True)
         if coll.is_published:
-            spec, suite = None, build_published_suite(coll, members[0]["meta"]["measures"].split(","))
+            spec, suite = None, _published_suite(coll, members[0])
         else:
             spec = coll.table(name, year)
             suite = build_suite(spec, coll.date_format, batch_column=BATCH_COLUMN)
@@ -165,6 +171,16 @@ def validate_batch(repo: Repository, states: list[dict]) -> list[dict]:
             pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
             state["quarantine_rows"] = str(path)
     return states
+
+
+def _published_suite(coll: schema.Collection, state: dict):
+    """An EES file is checked against its dataset's schema (schemas/ees/) where one declares it."""
+    measures = state["meta"]["measures"].split(",")
+    owner = schema.ees_collection_of(state["arrival"].get("dataset"))
+    if owner:
+        from transforms.ees_datasets import build_ees_suite
+        return build_ees_suite(schema.collection(owner), measures)
+    return build_published_suite(coll, measures)
 
 
 def _stage_file(repo: Repository, state: dict, coll: schema.Collection, spec: schema.Table | None, name: str,
@@ -287,6 +303,8 @@ def load_stage(repo: Repository, state: dict) -> dict:
 def _partition(arrival: Arrival, table: str) -> Partition:
     if arrival.collection == "published":
         return Partition("published", "published_statistics", dataset=arrival.dataset)
+    if schema.collection(arrival.collection).kind == "reference":  # national: one partition per year, no LA
+        return Partition(arrival.collection, table, dataset=str(arrival.return_year))
     return Partition(arrival.collection, table, arrival.la_code, arrival.return_year)
 
 
@@ -300,9 +318,14 @@ def _file_rejection(state: dict, arrival: Arrival) -> pa.Table:
 
 # -- the whole path --------------------------------------------------------------------------------
 def ingest_batch(repo: Repository, arrivals: list[Arrival]) -> list[dict]:
-    """Read each file, validate them together, load each: what one Airflow task instance chain does."""
+    """Read each file, validate them together, load each, then run the DfE validation rules once per
+    return the loads changed (after the commits, outside the writer lock): what one Airflow DAG run does."""
+    from transforms.rules import check_returns
+
     states = validate_batch(repo, [read_stage(repo, a) for a in arrivals])
-    return [load_stage(repo, state) for state in states]
+    rows = [load_stage(repo, state) for state in states]
+    check_returns(repo, rows)
+    return rows
 
 
 def ingest(landing: Path, repo_root: Path, collection: str | None = None, only_new: bool = False,

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 TRUE_VALUES = {"true", "1", "y", "yes"}
 FALSE_VALUES = {"false", "0", "n", "no"}
+# Case-management systems write True, TRUE and true alike; to_typed lower-cases before converting.
+BOOLEAN_SPELLINGS = sorted({s for v in TRUE_VALUES | FALSE_VALUES for s in (v, v.upper(), v.title())})
 GEOGRAPHIC_LEVELS = ["National", "Regional", "Local authority", "Local authority district",
                      "Parliamentary constituency", "Ward", "Local skills improvement plan area"]
 
@@ -96,7 +98,7 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
                 meta=_meta(name, "whole_number", f"{name} {{value!r}} is not a whole number{bounds}")))
         elif col.type == "boolean":
             expectations.append(gxe.ExpectColumnValuesToBeInSet(
-                column=name, value_set=sorted(TRUE_VALUES | FALSE_VALUES),
+                column=name, value_set=BOOLEAN_SPELLINGS,
                 meta=_meta(name, "boolean", f"{name} {{value!r}} is not true/false or 1/0")))
         if col.pattern:
             expectations.append(gxe.ExpectColumnValuesToMatchRegex(
@@ -191,10 +193,12 @@ def _empty_quarantine(extra: list[str] = ()) -> pd.DataFrame:
 
 
 def _compact(result: dict[str, Any]) -> dict[str, Any]:
-    """Keep GX's result as evidence without its full row lists (those live in the quarantine)."""
+    """Keep GX's result as evidence without any of the values it saw: they are raw, un-pseudonymised child
+    data (a duplicated CHILD id, a date of birth), and the quarantine already keeps the failing rows, protected."""
     for r in result.get("results", []):
         res = r.get("result") or {}
-        for key in ("unexpected_list", "unexpected_index_list", "unexpected_index_query"):
+        for key in ("unexpected_list", "unexpected_index_list", "unexpected_index_query", "partial_unexpected_list",
+                    "partial_unexpected_counts", "partial_unexpected_index_list", "details"):
             res.pop(key, None)
     return result
 
