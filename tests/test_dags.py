@@ -10,21 +10,6 @@ from conftest import ROOT, SAMPLES, need, put
 pytestmark = pytest.mark.airflow
 
 
-@pytest.fixture(scope="module")
-def airflow_db():
-    """A migrated SQLite metadata database in the session's throwaway AIRFLOW_HOME."""
-    result = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
-                            env=os.environ.copy(), timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
-@pytest.fixture(scope="module")
-def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(ROOT / "dags"))
-
-
 def test_every_dag_imports_without_errors(dagbag):
     assert dagbag.import_errors == {}
 

@@ -176,20 +176,10 @@ def test_check_rules_runs_after_load_and_before_publish_in_the_collection_dag():
 
 @pytest.mark.airflow
 @pytest.mark.slow
-def test_the_collection_dag_checks_rules_and_writes_each_files_error_report(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from airflow.dag_processing.dagbag import DagBag
-    from conftest import ROOT
-
-    migrated = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
-                              env=os.environ.copy(), timeout=300)
-    assert migrated.returncode == 0, migrated.stderr[-2000:]
+def test_the_collection_dag_checks_rules_and_writes_each_files_error_report(tmp_path, airflow_db, dagbag):
     landing, repo_root = tmp_path / "landing", tmp_path / "repository"
     put(landing, "301/cin/CIN_Census_2024.xml", WITH_ERRORS)
-    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["collect_cin_census"]
+    dag = dagbag.dags["collect_cin_census"]
     run = dag.test(run_conf={"landing": str(landing), "repo": str(repo_root)})
     assert run.state == "success"
     assert {ti.task_id for ti in run.get_task_instances() if ti.state == "success"} >= {"load", "check_rules", "publish"}

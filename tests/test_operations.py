@@ -1,11 +1,8 @@
 """Production operations: failure e-mails, overdue returns, the writer pool, GX results in the Airflow UI."""
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
 from datetime import date, datetime, timezone
 from email import message_from_bytes
 from pathlib import Path
@@ -53,20 +50,6 @@ def mailbox(monkeypatch):
 def _body(message) -> str:
     part = next(p for p in message.walk() if p.get_content_type() == "text/html")
     return part.get_payload(decode=True).decode()
-
-
-@pytest.fixture(scope="module")
-def airflow_db():
-    result = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
-                            env=os.environ.copy(), timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
-@pytest.fixture(scope="module")
-def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(ROOT / "dags"))
 
 
 # -- failure alerts ------------------------------------------------------------------------------------

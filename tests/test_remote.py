@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 
@@ -369,14 +367,6 @@ def test_duckdb_queries_the_replica_through_pyarrow_without_extensions(bucket, l
 
 
 # -- through Airflow -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def airflow_db():
-    """A migrated SQLite metadata database in the session's throwaway AIRFLOW_HOME."""
-    result = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
-                            env=os.environ.copy(), timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
 @services
 @pytest.mark.airflow
 @pytest.mark.slow
