@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if not landing.exists() or not any(landing.iterdir()):
         ees = args.shared / "reference" / "ees"
         _say(f"1/4 generating a synthetic landing area: {args.las} councils x {len(args.years)} years "
-             f"(SSDA903 CSV/XML, CIN census XML){' + published EES files from ' + str(ees) if ees.exists() else ''}")
+             f"(SSDA903 CSV/XML, CIN census, CSWW and SEN2 XML, Annex A XLSX)"
+             f"{' + published EES files from ' + str(ees) if ees.exists() else ''}")
         summary = generate_landing(landing, n_las=args.las, years=args.years,
                                    ees_source=ees if ees.exists() else None)
         neighbours = args.shared / "reference" / "statistical_neighbours"
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             target = landing / "reference" / "statistical_neighbours" / source.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-        _say(f"    {sum(summary['files'].values())} files for {', '.join(summary['la_names'].values())}: "
+        files = sum(1 for f in landing.rglob("*") if f.is_file())
+        _say(f"    {files} files for {', '.join(summary['la_names'].values())}: "
              f"{summary['referrals']:,} CIN referrals, children looked after at 31 March "
              f"{', '.join(f'{y}: {n:,}' for y, n in summary['cla_31_march'].items())} "
              f"({summary['faulty_rows']:,} rows deliberately faulty) in {summary['seconds']:.0f}s")
