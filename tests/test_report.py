@@ -20,7 +20,7 @@ from lxml import html as lxml_html
 from transforms import report
 from transforms.cli import main
 from transforms.council_risk import build_council_risk
-from transforms.early_warning import build_early_warning
+from transforms.early_warning import build_early_warning, known_dates
 from transforms.indicators import CATALOGUE_COLUMNS, catalogue_frame
 from transforms.sql import create_table_from_frame
 
@@ -178,7 +178,7 @@ def test_councils_outside_the_drawn_funnel_are_the_ones_early_warning_flagged_at
     funnels = s[s.method == report.ew.FUNNEL_METHOD]
     assert set(funnels.indicator) >= {"rereferral_12m", "assessment_45wd", "agency_rate_fte"}
     for indicator, flagged in funnels.groupby("indicator"):
-        known = built["indicators"][report.known_dates(built["indicators"]) <= pd.Timestamp(AS_OF)]
+        known = built["indicators"][known_dates(built["indicators"]) <= pd.Timestamp(AS_OF)]
         fun = report.funnel_for(known, indicator, "percent")
         outside = fun.units[fun.units.side != 0]
         assert set(outside.la_code) == set(flagged.la_code), indicator

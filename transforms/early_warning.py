@@ -332,6 +332,19 @@ def pchart(numerators, denominators, overlapping: bool = False, baseline: int = 
     return out
 
 
+def _arcsine_limits(target, sd, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Limits z standard deviations either side of ``target`` on the arcsine-square-root scale, as proportions."""
+    return np.sin(np.clip(target - z * sd, 0, np.pi / 2)) ** 2, np.sin(np.clip(target + z * sd, 0, np.pi / 2)) ** 2
+
+
+def funnel_limits(p0: float, denominators, tau2: float = 0.0, z: float = 3.09) -> tuple[np.ndarray, np.ndarray]:
+    """A funnel's lower and upper limits at any ``denominators`` (England proportion ``p0``, additive
+    over-dispersion ``tau2`` as ``funnel`` estimates it): the curve a funnel plot draws; at a council's own
+    denominator, the limits it was judged by."""
+    sd = np.sqrt(1 / (4 * np.asarray(denominators, dtype=float)) + tau2)
+    return _arcsine_limits(np.arcsin(np.sqrt(p0)), sd, z)
+
+
 def _funnel_long(gid: np.ndarray, num: np.ndarray, den: np.ndarray, z: float = 3.09,
                  method: str = "additive", trim: float = 0.1) -> dict:
     """Funnel limits for proportions for many funnels at once (``gid`` numbers the funnels)."""
@@ -361,8 +374,7 @@ def _funnel_long(gid: np.ndarray, num: np.ndarray, den: np.ndarray, z: float = 3
     else:
         sd = np.sqrt(s ** 2 + tau2[gid])
     t = target[gid]
-    lower = np.sin(np.clip(t - z * sd, 0, np.pi / 2)) ** 2
-    upper = np.sin(np.clip(t + z * sd, 0, np.pi / 2)) ** 2
+    lower, upper = _arcsine_limits(t, sd, z)
     zadj = (Y - t) / sd
     side = np.where(zadj > z, 1, np.where(zadj < -z, -1, 0))
     return {"p": p, "p0": p0[gid], "lower": lower, "upper": upper, "z": zadj, "z_unadjusted": zu,
@@ -427,6 +439,19 @@ def _catalogue(catalogue: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def known_dates(ind: pd.DataFrame) -> pd.Series:
+    """When each indicator row could first be read: its period end; a DfE published figure once it was
+    published (``published_on``; where the frame has no such column or the value is missing, ``period_end``
+    + PUBLICATION_LAG_MONTHS). Early warning and the report's charts both judge an ``as_of`` by this."""
+    period = pd.to_datetime(ind["period_end"]).astype("datetime64[ns]")
+    published = ind["source"].eq("published")
+    known = period.where(~published, period + pd.DateOffset(months=PUBLICATION_LAG_MONTHS))
+    if "published_on" in ind:
+        on = pd.to_datetime(ind["published_on"]).astype("datetime64[ns]")
+        known = on.where(published & on.notna(), known)
+    return known.where(known > period, period)
+
+
 def _prepare(indicators: pd.DataFrame, cat: pd.DataFrame) -> pd.DataFrame:
     """Once per frame: typed columns, the date each row became known, and which rows SPC / funnels read.
 
@@ -435,16 +460,7 @@ def _prepare(indicators: pd.DataFrame, cat: pd.DataFrame) -> pd.DataFrame:
     PUBLICATION_LAG_MONTHS is assumed)."""
     ind = indicators
     period = pd.to_datetime(ind["period_end"]).astype("datetime64[ns]")
-    published = (ind["source"] == "published").to_numpy(dtype=bool)
-    known = period.to_numpy().copy()
-    lagged = (period + pd.DateOffset(months=PUBLICATION_LAG_MONTHS)).to_numpy()
-    if "published_on" in ind:
-        pub = pd.to_datetime(ind["published_on"]).astype("datetime64[ns]").to_numpy()
-        has = ~np.isnat(pub)
-        known = np.where(published & has, pub, np.where(published, lagged, known))
-    else:
-        known = np.where(published, lagged, known)
-    known = np.maximum(known, period.to_numpy())
+    known = known_dates(ind).to_numpy()
     window = ind["window"].astype(object).to_numpy()
     source = ind["source"].astype(object).to_numpy()
     stream = np.full(len(ind), -1, dtype=np.int8)

@@ -114,21 +114,9 @@ def load(con: duckdb.DuckDBPyConnection, as_of=None) -> Inputs:
     ind = con.execute('SELECT * FROM indicators WHERE period_end <= ?', [as_of]).df() if as_of else \
         con.execute("SELECT * FROM indicators WHERE false").df()
     if not ind.empty:
-        ind = ind[known_dates(ind) <= pd.Timestamp(as_of)].reset_index(drop=True)
+        ind = ind[ew.known_dates(ind) <= pd.Timestamp(as_of)].reset_index(drop=True)
     cat = con.execute("SELECT * FROM indicator_catalogue").df().drop_duplicates("indicator").set_index("indicator")
     return Inputs(as_of, risk, signals, ind, cat, council_names(con))
-
-
-def known_dates(ind: pd.DataFrame) -> pd.Series:
-    """When each row could first be read: its period end; a published figure once it was published
-    (``published_on``, else period end + early_warning's publication lag), as early warning assumes."""
-    period = pd.to_datetime(ind["period_end"])
-    published = ind["source"].eq("published")
-    known = period.where(~published, period + pd.DateOffset(months=ew.PUBLICATION_LAG_MONTHS))
-    if "published_on" in ind:
-        on = pd.to_datetime(ind["published_on"])
-        known = on.where(published & on.notna(), known)
-    return known.where(known > period, period)
 
 
 def council_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -310,12 +298,8 @@ class Funnel:
     drawn: dict | None = None        # what every council page shares, prepared once by funnel_figure
 
     def limits(self, n: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
-        """Funnel limits at denominators ``n`` (arcsine scale, additive over-dispersion), the formula of
-        ``early_warning.funnel``: at each council's own denominator they are the limits it was judged by."""
-        target = np.arcsin(np.sqrt(self.p0))
-        sd = np.sqrt(1 / (4 * n) + self.tau2)
-        return (np.sin(np.clip(target - z * sd, 0, np.pi / 2)) ** 2,
-                np.sin(np.clip(target + z * sd, 0, np.pi / 2)) ** 2)
+        """Funnel limits at denominators ``n``: at each council's own denominator, the limits it was judged by."""
+        return ew.funnel_limits(self.p0, n, self.tau2, z)
 
 
 def funnel_for(ind: pd.DataFrame, indicator: str, unit: str | None) -> Funnel | None:
