@@ -26,7 +26,7 @@ $(BIN)/csreturns: pyproject.toml constraints.txt
 
 ## make demo: set up, generate a landing area, run the collection DAGs through Airflow, build the repository
 demo: $(BIN)/csreturns
-	$(BIN)/python -m transforms.demo --landing $(CSRETURNS_LANDING) --repo $(CSRETURNS_REPO)
+	$(BIN)/python -m transforms.synthetic.demo --landing $(CSRETURNS_LANDING) --repo $(CSRETURNS_REPO)
 
 ## make test: the test suite (CI runs this)
 test: $(BIN)/csreturns chromium

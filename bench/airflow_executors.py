@@ -104,7 +104,7 @@ def _figures(query, run_id: str) -> dict:
 
 def _env(home: Path, landing: Path, repo: Path, **extra) -> dict:
     env = dict(os.environ, AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-               AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "transforms" / "plugins"),
+               AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "transforms" / "orchestration" / "plugins"),
                AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME="3600",
                AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True", GX_ANALYTICS_ENABLED="False",
                CSRETURNS_LANDING=str(landing), CSRETURNS_REPO=str(repo), CSRETURNS_BATCH_SUBMISSIONS="1",
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setups = args.only or ["dags-test", "local", "celery"]
     work = Path(tempfile.mkdtemp(prefix="csreturns-bench-airflow-"))
-    from transforms.synthetic import generate_landing
+    from transforms.synthetic.generator import generate_landing
 
     landing = work / "landing"
     summary = generate_landing(landing, n_las=args.councils, years=[args.year])

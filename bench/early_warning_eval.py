@@ -2,7 +2,7 @@
 
 Generates scenario councils (transforms/scenarios.py: stable ones, and ones that deteriorate in stages from
 a known onset month), writes their SSDA903 and CIN census returns into a landing area, ingests it with
-``transforms.pipeline.ingest`` (read, GX validation, load, catalogue with indicators and early_warning --
+``transforms.run.ingest`` (read, GX validation, load, catalogue with indicators and early_warning --
 the same path the CLI and DAGs take), then reads ``early_warning`` back from the DuckDB catalogue and scores
 it against the truth:
 
@@ -35,20 +35,16 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from transforms import scenarios  # noqa: E402
-from transforms.catalogue import publish  # noqa: E402
-from transforms.early_warning import FUNNEL_METHOD, SPC_METHODS  # noqa: E402
-from transforms.pipeline import ingest  # noqa: E402
-from transforms.repository import Repository  # noqa: E402
-
-PUBLICATION_LAG_MONTHS = 8
-
+from transforms.analytics.early_warning import FUNNEL_METHOD, SPC_METHODS  # noqa: E402
+from transforms.catalogue.build import publish  # noqa: E402
+from transforms.run import ingest  # noqa: E402
+from transforms.store.repository import Repository  # noqa: E402
 
 def _months(a: date, b: date) -> int:
     return (b.year - a.year) * 12 + b.month - a.month
@@ -56,7 +52,8 @@ def _months(a: date, b: date) -> int:
 
 def publication_date(onset: date, show_after_months: int = 6) -> date:
     """When the annual publication could first show a decline starting at ``onset``: the first DfE year
-    (to 31 March) holding ``show_after_months`` of it, published PUBLICATION_LAG_MONTHS later."""
+    (to 31 March) holding ``show_after_months`` of it, published the following 30 November (the latest
+    plausible release of the CIN census and children looked after statistics)."""
     m = onset.month - 1 + show_after_months
     shown = date(onset.year + m // 12, m % 12 + 1, 1)
     year_end = shown.year + (shown.month > 3)

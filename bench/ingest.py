@@ -20,12 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transforms.catalogue import publish  # noqa: E402
-from transforms.landing import batches, discover  # noqa: E402
-from transforms.pipeline import load_stage, read_stage, validate_batch  # noqa: E402
-from transforms.repository import Repository  # noqa: E402
-from transforms.rules import check_returns  # noqa: E402
-from transforms.synthetic import generate_landing  # noqa: E402
+from transforms.catalogue.build import publish  # noqa: E402
+from transforms.ingest.landing import batches, discover  # noqa: E402
+from transforms.ingest.rules import check_returns  # noqa: E402
+from transforms.ingest.stages import load_stage, read_stage, validate_batch  # noqa: E402
+from transforms.store.repository import Repository  # noqa: E402
+from transforms.synthetic.generator import generate_landing  # noqa: E402
 
 
 def peak_rss_mib() -> float:

@@ -1,7 +1,7 @@
 """One ingest DAG per collection declared in schemas/ (collect_<id>)."""
 from airflow.sdk import get_parsing_context
 
-from transforms.orchestration import collection_dag, collection_ids
+from transforms.orchestration.dags import collection_dag, collection_ids
 
 _current = get_parsing_context().dag_id
 for _collection_id in collection_ids():

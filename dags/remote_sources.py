@@ -1,8 +1,8 @@
 """One fetch DAG per remote landing area declared in CSRETURNS_SOURCES (fetch_<source>); none when unset."""
 from airflow.sdk import get_parsing_context
 
-from transforms.orchestration import remote_fetch_dag
-from transforms.remote import sources
+from transforms.orchestration.dags import remote_fetch_dag
+from transforms.orchestration.remote import sources
 
 _current = get_parsing_context().dag_id
 for _name, _source in sources().items():

@@ -20,8 +20,8 @@ import duckdb
 import pytest
 from conftest import put
 
-from transforms import synthetic
-from transforms.pipeline import ingest
+from transforms.run import ingest
+from transforms.synthetic import generator as synthetic
 
 YEAR = 2025
 START, END = date(YEAR - 1, 4, 1), date(YEAR, 3, 31)

@@ -17,9 +17,9 @@ from conftest import SAMPLES, need, put
 from lxml import etree
 
 from transforms import schema
-from transforms.landing import identify
-from transforms.pipeline import ingest
-from transforms.readers.xlsx import decode_labelled, match_sheet, read_xlsx
+from transforms.ingest.landing import identify
+from transforms.ingest.readers.xlsx import decode_labelled, match_sheet, read_xlsx
+from transforms.run import ingest
 
 ANNEX_A = SAMPLES / "annex_a" / "Annex_A_2024_Jan.xlsx"
 CSWW = SAMPLES / "csww" / "social_work_workforce_2022.xml"
@@ -298,7 +298,7 @@ def test_a_school_census_file_must_name_its_term(tmp_path):
 # -- linked synthetic returns ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def linked(tmp_path_factory):
-    from transforms.synthetic import generate_landing
+    from transforms.synthetic.generator import generate_landing
     base = tmp_path_factory.mktemp("linked")
     landing, repo_root = base / "landing", base / "repository"
     generate_landing(landing, la_codes=["301"], years=[2025], scale=0.15, error_rate=0, seed=3)

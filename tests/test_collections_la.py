@@ -11,8 +11,8 @@ import pytest
 from conftest import EES, SHARED, need, put
 
 from transforms import schema
-from transforms.landing import discover, identify
-from transforms.pipeline import ingest
+from transforms.ingest.landing import discover, identify
+from transforms.run import ingest
 
 NEIGHBOURS = SHARED / "reference" / "statistical_neighbours"
 C1 = "c1_children_in_need_referrals_and_rereferrals_2013_to_2025.csv"
@@ -59,7 +59,7 @@ def test_every_collection_in_the_domain_catalogue_has_a_schema():
 
 
 def test_every_ees_dataset_declares_its_measures_with_units_and_whether_they_are_confirmed():
-    from transforms.ees_datasets import UNITS, measures
+    from transforms.schema import UNITS, measures
 
     for coll in (c for c in schema.collections().values() if c.kind == "ees"):
         assert measures(coll), coll.id
@@ -71,8 +71,12 @@ def test_every_ees_dataset_declares_its_measures_with_units_and_whether_they_are
 
 
 def test_each_collection_builds_its_gx_suites():
-    from transforms.ees_datasets import build_ees_suite, measures
-    from transforms.validate import build_published_suite, build_suite
+    from transforms.ingest.validate import (
+        build_ees_suite,
+        build_published_suite,
+        build_suite,
+    )
+    from transforms.schema import measures
 
     for coll in schema.collections().values():
         if coll.kind == "ees":
@@ -90,7 +94,6 @@ def test_each_collection_builds_its_gx_suites():
 @pytest.mark.airflow
 def test_each_collection_has_a_dag_that_imports():
     from airflow.dag_processing.dagbag import DagBag
-
     from conftest import ROOT
 
     bag = DagBag(dag_folder=str(ROOT / "dags"))
@@ -101,9 +104,9 @@ def test_each_collection_has_a_dag_that_imports():
 
 
 def test_every_real_ees_file_is_claimed_by_a_dataset_schema_declaring_exactly_its_columns(landing):
-    from transforms.ees_datasets import breakdowns, measures
-    from transforms.landing import owning_collection
-    from transforms.readers.ees import read_ees
+    from transforms.ingest.landing import owning_collection
+    from transforms.ingest.readers.ees import read_ees
+    from transforms.schema import breakdowns, measures
 
     files = sorted(need(EES).glob("*.csv"))
     assert files
@@ -150,8 +153,9 @@ Birmingham,330,West Midlands,ILACS,Standard,01/10/2018,12/10/2018,20/11/2018,Req
 
 def providers_workbook(path):
     """A providers list as Ofsted's monthly XLSX might lay it out: title rows, extra columns, a blank row."""
-    import openpyxl
     from datetime import datetime
+
+    import openpyxl
 
     wb = openpyxl.Workbook()
     wb.active.title = "Contents"

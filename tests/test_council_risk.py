@@ -5,8 +5,8 @@ import duckdb
 import pandas as pd
 import pytest
 
+from transforms.analytics.council_risk import build_council_risk
 from transforms.cli import main
-from transforms.council_risk import build_council_risk
 
 MONTHS = [date(2025, 1, 31), date(2025, 2, 28)]
 

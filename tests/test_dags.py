@@ -5,7 +5,7 @@ import sys
 
 import duckdb
 import pytest
-from conftest import ROOT, SAMPLES, need, put
+from conftest import SAMPLES, need, put
 
 pytestmark = pytest.mark.airflow
 

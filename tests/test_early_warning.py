@@ -15,8 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transforms.early_warning import (COLUMNS, build_early_warning, early_warning_frame, funnel, pchart,
-                                      signals_as_of, xmr)
+from transforms.analytics.early_warning import (
+    COLUMNS,
+    build_early_warning,
+    early_warning_frame,
+    funnel,
+    pchart,
+    signals_as_of,
+    xmr,
+)
 
 START = pd.Timestamp("2022-01-31")
 CATALOGUE = pd.DataFrame({
@@ -355,8 +362,9 @@ def test_funnel_england_signal_in_signals_as_of():
 def test_published_figure_is_not_used_before_it_was_published():
     las = {f"{300 + i}": 0.20 for i in range(20)} | {"399": 0.35}
     pub = england(las, period=pd.Timestamp("2022-03-31"), source="published", window="dfe_year")
-    assert signals_as_of(pub, CATALOGUE, date(2022, 11, 29)).empty           # period end + 8 months
-    assert list(signals_as_of(pub, CATALOGUE, date(2022, 11, 30))["la_code"]) == ["399"]
+    # no publication date in the frame: period end + the published collection's declared lag (12 months)
+    assert signals_as_of(pub, CATALOGUE, date(2023, 3, 30)).empty
+    assert list(signals_as_of(pub, CATALOGUE, date(2023, 3, 31))["la_code"]) == ["399"]
     dated = pub.assign(published_on=pd.Timestamp("2023-01-15"))
     assert signals_as_of(dated, CATALOGUE, date(2022, 12, 31)).empty
     assert not signals_as_of(dated, CATALOGUE, date(2023, 1, 31)).empty

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from conftest import put
 
-from transforms import rules
-from transforms.pipeline import ingest
-from transforms.repository import Repository
+from transforms.ingest import error_report, rules
+from transforms.run import ingest
+from transforms.store.repository import Repository
 
 
 def cin_message(la_code: str, children: str) -> str:
@@ -159,13 +159,13 @@ def test_a_resubmission_replaces_the_earlier_errors_of_the_return(tmp_path):
 
 def test_each_loaded_file_gets_its_own_error_report_beside_the_repository(loaded):
     _, repo_root, rows = loaded
-    written = rules.write_file_reports(Repository(repo_root), rows)
+    written = error_report.write_file_reports(Repository(repo_root), rows)
     assert [p.relative_to(repo_root).parts[:4] for p in written] == [("errors", "cin_census", "301", "2024")]
     assert sorted(pd.read_csv(written[0], dtype=str)["code"]) == ["8565", "8630", "8925"]
 
 
 def test_check_rules_runs_after_load_and_before_publish_in_the_collection_dag():
-    from transforms.orchestration import collection_dag
+    from transforms.orchestration.dags import collection_dag
 
     dag = collection_dag("cin_census")
     assert dag.get_task("check_rules").upstream_task_ids == {"load"}

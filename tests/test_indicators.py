@@ -18,10 +18,12 @@ import pandas as pd
 import pytest
 from conftest import EES, SHARED, put
 
-from transforms import schema, synthetic, workdays
-from transforms.catalogue import publish
-from transforms.pipeline import ingest
-from transforms.repository import Repository
+from transforms import schema, workdays
+from transforms.catalogue.build import publish
+from transforms.run import ingest
+from transforms.store.repository import Repository
+from transforms.synthetic import common
+from transforms.synthetic import generator as synthetic
 
 
 def d(text: str | None) -> date | None:
@@ -309,7 +311,7 @@ def test_working_days_count_from_the_day_after_the_start():
 
 
 def test_the_synthetic_returns_use_the_same_bank_holidays():
-    assert synthetic._bank_holidays().tolist() == workdays.bank_holidays(1990, 2060).tolist()
+    assert common._bank_holidays().tolist() == workdays.bank_holidays(1990, 2060).tolist()
 
 
 # ---------------------------------------------------------------- CIN indicators ------------------

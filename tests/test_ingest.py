@@ -6,10 +6,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import EES, SAMPLES, need, put
 
-from transforms.catalogue import publish
-from transforms.pipeline import ingest, load_stage, read_stage, validate_stage
-from transforms.landing import identify
-from transforms.repository import Repository
+from transforms.catalogue.build import publish
+from transforms.ingest.landing import identify
+from transforms.ingest.stages import load_stage, read_stage, validate_stage
+from transforms.run import ingest
+from transforms.store.repository import Repository
 
 HEADER = "CHILD,SEX,DOB,ETHNIC,UPN,MOTHER,MC_DOB\n"
 EPISODES = "CHILD,DECOM,RNE,LS,CIN,PLACE,PLACE_PROVIDER,DEC,REC,REASON_PLACE_CHANGE,HOME_POST,PL_POST,URN\n"

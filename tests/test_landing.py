@@ -1,7 +1,7 @@
 """Files are recognised from their content and place; what cannot be recognised says why."""
 from conftest import EES, SAMPLES, need, put
 
-from transforms.landing import discover, identify
+from transforms.ingest.landing import discover, identify
 
 EPISODES_HEADER = "CHILD,DECOM,RNE,LS,CIN,PLACE,PLACE_PROVIDER,DEC,REC,REASON_PLACE_CHANGE,HOME_POST,PL_POST,URN\n"
 

@@ -5,16 +5,21 @@ import re
 import socket
 from datetime import date, datetime, timezone
 from email import message_from_bytes
-from pathlib import Path
 
 import pytest
 from conftest import ROOT, SAMPLES, need, put
 
 from transforms import schema
-from transforms.alerts import due_date, notify_failure, overdue_returns, send, year_end
-from transforms.repository import Repository, new_load_id
+from transforms.orchestration.alerts import (
+    due_date,
+    notify_failure,
+    overdue_returns,
+    send,
+    year_end,
+)
+from transforms.store.repository import Repository, new_load_id
 
-PLUGINS = ROOT / "transforms" / "plugins"
+PLUGINS = ROOT / "transforms" / "orchestration" / "plugins"
 
 
 # -- a real SMTP server on loopback --------------------------------------------------------------------
@@ -194,7 +199,7 @@ def test_the_daily_returns_due_run_fails_and_emails_the_overdue_list_once(airflo
 
 # -- the writer pool -----------------------------------------------------------------------------------
 def test_catalogue_rebuilds_queue_on_the_single_slot_writer_pool(dagbag):
-    from transforms.orchestration import WRITER_POOL
+    from transforms.orchestration.dags import WRITER_POOL
 
     writers = [(d.dag_id, t.task_id) for d in dagbag.dags.values() for t in d.tasks if t.pool == WRITER_POOL]
     assert ("repository_refresh", "build_catalogue") in writers
@@ -217,7 +222,7 @@ def validated(tmp_path_factory):
 
 
 def test_validation_page_lists_each_expectation_and_failing_row_counts_but_never_the_values(validated):
-    from transforms.plugins.validation_pages import render_load
+    from transforms.orchestration.plugins.validation_pages import render_load
 
     repo_root, loads = validated
     page = render_load(repo_root / "validations", loads["301/ssda903/year=2018/reviews.csv"])

@@ -3,9 +3,9 @@ import pytest
 from conftest import SAMPLES, need, put
 
 from transforms import schema
-from transforms.readers import UnreadableFile
-from transforms.readers.csv_tables import read_table
-from transforms.readers.xml_records import read_records
+from transforms.ingest.readers import UnreadableFile
+from transforms.ingest.readers.csv_tables import read_table
+from transforms.ingest.readers.xml_records import read_records
 
 HEADER = schema.collection("ssda903").table("header", 2024)
 

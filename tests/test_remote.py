@@ -109,7 +109,7 @@ def bucket(s3_server, request):
 
 
 def _sftp_source(sftp_server, tmp_path, **kw):
-    from transforms.remote import Source
+    from transforms.orchestration.remote import Source
 
     outbox = sftp_server / tmp_path.name
     outbox.mkdir()
@@ -129,8 +129,8 @@ def _upload(outbox, relpath, content):
 # -- SFTP ------------------------------------------------------------------------------------------------
 @services
 def test_sftp_files_arrive_once_with_their_checksum(sftp_server, tmp_path, landing):
-    from transforms.landing import sha256_of
-    from transforms.remote import fetch, manifest
+    from transforms.ingest.landing import sha256_of
+    from transforms.orchestration.remote import fetch, manifest
 
     source, outbox = _sftp_source(sftp_server, tmp_path)
     _upload(outbox, "301/ssda903/year=2018/episodes.csv", need(EPISODES_2018))
@@ -147,7 +147,7 @@ def test_sftp_files_arrive_once_with_their_checksum(sftp_server, tmp_path, landi
 
 @services
 def test_a_changed_remote_file_is_fetched_again_and_an_unchanged_one_is_not(sftp_server, tmp_path, landing):
-    from transforms.remote import fetch
+    from transforms.orchestration.remote import fetch
 
     source, outbox = _sftp_source(sftp_server, tmp_path)
     header = _upload(outbox, "301/ssda903/year=2018/header.csv", HEADER_CSV)
@@ -164,7 +164,7 @@ def test_a_changed_remote_file_is_fetched_again_and_an_unchanged_one_is_not(sftp
 
 @services
 def test_files_still_uploading_or_hidden_wait_for_a_later_run(sftp_server, tmp_path, landing):
-    from transforms.remote import fetch, unfetched
+    from transforms.orchestration.remote import fetch, unfetched
 
     source, outbox = _sftp_source(sftp_server, tmp_path)
     source = source.__class__(**{**source.__dict__, "settle_seconds": 600})
@@ -183,7 +183,7 @@ def test_a_host_whose_key_does_not_match_the_connection_is_refused(sftp_server, 
     import asyncssh
     import paramiko
 
-    from transforms.remote import fetch
+    from transforms.orchestration.remote import fetch
 
     source, outbox = _sftp_source(sftp_server, tmp_path)
     _upload(outbox, "301/ssda903/year=2018/header.csv", HEADER_CSV)
@@ -200,8 +200,8 @@ def test_a_host_whose_key_does_not_match_the_connection_is_refused(sftp_server, 
 
 @services
 def test_reconciliation_follows_each_remote_file_into_the_ledger(sftp_server, tmp_path, landing, repo_root):
-    from transforms.pipeline import ingest
-    from transforms.remote import fetch, reconcile, summary
+    from transforms.orchestration.remote import fetch, reconcile, summary
+    from transforms.run import ingest
 
     source, outbox = _sftp_source(sftp_server, tmp_path)
     _upload(outbox, "301/ssda903/year=2018/header.csv", HEADER_CSV)
@@ -221,8 +221,8 @@ def test_reconciliation_follows_each_remote_file_into_the_ledger(sftp_server, tm
 @services
 def test_bytes_already_in_the_ledger_are_not_landed_again_after_the_landing_area_is_cleared(
         sftp_server, tmp_path, landing, repo_root):
-    from transforms.pipeline import ingest
-    from transforms.remote import fetch
+    from transforms.orchestration.remote import fetch
+    from transforms.run import ingest
 
     source, outbox = _sftp_source(sftp_server, tmp_path)
     _upload(outbox, "301/ssda903/year=2018/header.csv", HEADER_CSV)
@@ -242,7 +242,7 @@ def test_bytes_already_in_the_ledger_are_not_landed_again_after_the_landing_area
 def test_the_deferrable_wait_fires_in_the_triggerer_only_for_files_not_yet_fetched(sftp_server, tmp_path, landing):
     from dataclasses import asdict
 
-    from transforms.remote import NewRemoteFilesTrigger, fetch, unfetched
+    from transforms.orchestration.remote import NewRemoteFilesTrigger, fetch, unfetched
 
     source, outbox = _sftp_source(sftp_server, tmp_path, deferrable=True)
     _upload(outbox, "301/ssda903/year=2018/header.csv", HEADER_CSV)
@@ -263,8 +263,8 @@ def test_the_deferrable_wait_fires_in_the_triggerer_only_for_files_not_yet_fetch
 # -- S3 --------------------------------------------------------------------------------------------------
 @services
 def test_s3_objects_arrive_once_and_a_replaced_object_is_fetched_again(bucket, landing):
-    from transforms.landing import sha256_of
-    from transforms.remote import Source, fetch, unfetched
+    from transforms.ingest.landing import sha256_of
+    from transforms.orchestration.remote import Source, fetch, unfetched
 
     source = Source(name="partners", conn_id="csreturns_s3", path=f"s3://{bucket}/incoming/")
     client = _s3_client()
@@ -287,7 +287,7 @@ def test_s3_objects_arrive_once_and_a_replaced_object_is_fetched_again(bucket, l
 
 # -- the repository replicated to S3 ---------------------------------------------------------------------
 def _ingest_two_councils(landing, repo_root):
-    from transforms.pipeline import ingest
+    from transforms.run import ingest
 
     for la in ("301", "302"):  # each council's children have their own ids (same bytes would be a duplicate)
         put(landing, f"{la}/ssda903/year=2018/header.csv", _for_council(HEADER_CSV, la))
@@ -312,8 +312,8 @@ def _local_rows(repo_root, collection, table) -> int:
 def test_the_replica_on_s3_has_every_partition_in_the_hive_layout_and_a_rerun_uploads_nothing(
         bucket, landing, repo_root, capsys):
     from transforms.cli import main
-    from transforms.replica import replicate, table_dataset
-    from transforms.repository import Repository
+    from transforms.store.replica import replicate, table_dataset
+    from transforms.store.repository import Repository
 
     _ingest_two_councils(landing, repo_root)
     url = f"s3://{bucket}/csreturns/v1"
@@ -333,9 +333,9 @@ def test_the_replica_on_s3_has_every_partition_in_the_hive_layout_and_a_rerun_up
 @services
 def test_a_resubmission_uploads_only_its_partition_and_withdrawn_partitions_leave_the_replica(
         bucket, landing, repo_root):
-    from transforms.pipeline import ingest
-    from transforms.replica import replicate
-    from transforms.repository import Repository
+    from transforms.run import ingest
+    from transforms.store.replica import replicate
+    from transforms.store.repository import Repository
 
     _ingest_two_councils(landing, repo_root)
     url = f"s3://{bucket}/csreturns"
@@ -354,8 +354,8 @@ def test_a_resubmission_uploads_only_its_partition_and_withdrawn_partitions_leav
 
 @services
 def test_duckdb_queries_the_replica_through_pyarrow_without_extensions(bucket, landing, repo_root):
-    from transforms.replica import connect, replicate
-    from transforms.repository import Repository
+    from transforms.store.replica import connect, replicate
+    from transforms.store.repository import Repository
 
     _ingest_two_councils(landing, repo_root)
     url = f"s3://{bucket}/replica"
@@ -471,7 +471,7 @@ def _asset_events(name: str) -> list[dict]:
 
 # -- configuration (no server) ---------------------------------------------------------------------------
 def test_sources_are_declared_in_the_environment_and_say_which_hook_they_need():
-    from transforms.remote import sources
+    from transforms.orchestration.remote import sources
 
     declared = sources(json.dumps({"kent": {"conn_id": "kent_sftp", "path": "/outbox"},
                                    "partners": {"conn_id": "partners_s3", "path": "s3://returns/landing", "schedule": "@daily"}}))
@@ -483,7 +483,7 @@ def test_sources_are_declared_in_the_environment_and_say_which_hook_they_need():
 
 
 def test_collection_dags_also_run_when_a_remote_landing_area_delivers():
-    from transforms.orchestration import collection_dag
+    from transforms.orchestration.dags import collection_dag
 
     schedule = collection_dag("ssda903").timetable
     assert schedule.asset_condition.name == "csreturns_landing"

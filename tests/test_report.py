@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from lxml import html as lxml_html
 
-from transforms import report
+from transforms.analytics.council_risk import build_council_risk
+from transforms.analytics.early_warning import build_early_warning, known_dates
+from transforms.analytics.indicators import CATALOGUE_COLUMNS, catalogue_frame
 from transforms.cli import main
-from transforms.council_risk import build_council_risk
-from transforms.early_warning import build_early_warning, known_dates
-from transforms.indicators import CATALOGUE_COLUMNS, catalogue_frame
+from transforms.report import html as report
 from transforms.sql import create_table_from_frame
 
 AS_OF = date(2025, 3, 31)
@@ -78,6 +78,9 @@ def synthetic_catalogue(path: Path, sizes: dict[str, float] = SIZES, seed: int =
         create_table_from_frame(con, "indicator_catalogue", catalogue_frame(), CATALOGUE_COLUMNS)
         build_early_warning(con)
         build_council_risk(con)
+        # council names come from the catalogue, as in a repository holding the neighbour model
+        con.execute("CREATE TABLE statistical_neighbours AS SELECT la_code, 'Council ' || la_code AS la_name, "
+                    "2025 AS return_year FROM (SELECT DISTINCT la_code FROM indicators)")
     finally:
         con.close()
     return path
@@ -270,8 +273,8 @@ def test_cli_report_writes_into_the_repository_and_drops_pages_of_councils_gone(
 
 @pytest.mark.slow   # building a real catalogue, empty, takes several seconds
 def test_an_empty_repository_gives_an_overview_saying_there_is_nothing_yet(tmp_path):
-    from transforms.catalogue import publish
-    from transforms.repository import Repository
+    from transforms.catalogue.build import publish
+    from transforms.store.repository import Repository
 
     publish(Repository(tmp_path / "repository"))
     summary = report.report_for_repository(tmp_path / "repository")
@@ -280,7 +283,7 @@ def test_an_empty_repository_gives_an_overview_saying_there_is_nothing_yet(tmp_p
 
 
 def test_repository_refresh_writes_the_report_after_the_catalogue_and_announces_it():
-    from transforms.orchestration import REPORT_ASSET, repository_refresh_dag
+    from transforms.orchestration.dags import REPORT_ASSET, repository_refresh_dag
 
     dag = repository_refresh_dag()
     task = dag.get_task("write_report")

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from transforms import rules
+from transforms.ingest import rules
 
 CASES_DIR = Path(__file__).resolve().parent / "rules"
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 
-from transforms import scenarios
-from transforms.pipeline import ingest
-from transforms.repository import Repository
-from transforms.synthetic import _d
+from transforms.run import ingest
+from transforms.store.repository import Repository
+from transforms.synthetic import scenarios
+from transforms.synthetic.generator import _d
 
 DAY = 1.0
 

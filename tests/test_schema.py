@@ -2,7 +2,7 @@
 import pytest
 
 from transforms import schema
-from transforms.validate import build_suite
+from transforms.ingest.validate import build_suite
 
 
 def test_every_schema_loads_and_names_its_tables():
@@ -72,7 +72,7 @@ def test_an_unknown_type_is_refused(tmp_path):
 def test_the_committed_column_dictionary_is_generated_from_the_schemas():
     from pathlib import Path
 
-    from transforms.docs import column_docs
+    from transforms.catalogue.dictionary import column_docs
 
     committed = (Path(__file__).resolve().parent.parent / "docs" / "columns.md").read_text(encoding="utf-8")
     assert committed == column_docs(), "docs/columns.md is stale: run `make docs`"

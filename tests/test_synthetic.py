@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from transforms.synthetic import generate_landing
+from transforms.synthetic.generator import generate_landing
 
 YEARS = (2024, 2025)
 COLUMNS = {

@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-from transforms import schema
-
 
 def _progress(i: int, n: int, row: dict) -> None:
     detail = f"{row['rows_loaded']}/{row['rows_in']} rows"
@@ -20,7 +18,7 @@ def _progress(i: int, n: int, row: dict) -> None:
 
 
 def cmd_ingest(args) -> int:
-    from transforms.pipeline import ingest, summarise
+    from transforms.run import ingest, summarise
 
     started = time.perf_counter()
     rows = ingest(Path(args.landing), Path(args.repo), collection=args.collection, only_new=args.only_new,
@@ -34,8 +32,8 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_refresh(args) -> int:
-    from transforms.catalogue import publish
-    from transforms.repository import Repository
+    from transforms.catalogue.build import publish
+    from transforms.store.repository import Repository
 
     print(publish(Repository(args.repo)))
     return 0
@@ -69,8 +67,8 @@ def cmd_warn(args) -> int:
 
 def cmd_replicate(args) -> int:
     """Mirror the repository's partitions to S3-compatible storage (changed files only)."""
-    from transforms.replica import replicate
-    from transforms.repository import Repository
+    from transforms.store.replica import replicate
+    from transforms.store.repository import Repository
 
     result = replicate(Repository(args.repo), args.to, args.conn_id)
     print(f"{args.to}: {len(result['uploaded'])} uploaded, {len(result['deleted'])} deleted, "
@@ -80,8 +78,13 @@ def cmd_replicate(args) -> int:
 
 def cmd_errors(args) -> int:
     """The DfE validation-rule error report of one return, as CSV and XLSX, for the council's data team."""
-    from transforms.repository import Repository
-    from transforms.rules import PSEUDONYM_NOTE, check_return, error_report, write_report, latest_load
+    from transforms.ingest.error_report import (
+        PSEUDONYM_NOTE,
+        error_report,
+        write_report,
+    )
+    from transforms.ingest.rules import check_return, latest_load
+    from transforms.store.repository import Repository
 
     repo = Repository(args.repo)
     if args.recheck:
@@ -101,7 +104,7 @@ def cmd_errors(args) -> int:
 
 def cmd_report(args) -> int:
     """The static HTML early-warning report (shareable: small numbers suppressed)."""
-    from transforms.report import report_for_repository
+    from transforms.report.html import report_for_repository
 
     summary = report_for_repository(args.repo, args.out, args.as_of)
     print(f"report at {summary['as_of'] or '(no month end yet)'}: {summary['councils']} council page(s), "
@@ -110,7 +113,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_docs(args) -> int:
-    from transforms.docs import write_column_docs
+    from transforms.catalogue.dictionary import write_column_docs
 
     out = write_column_docs(Path(args.out))
     print(f"wrote {out}")
@@ -119,7 +122,7 @@ def cmd_docs(args) -> int:
 
 def cmd_collections(args) -> int:
     """Every declared collection; with --repo, what the repository holds of each (councils, years, last load)."""
-    from transforms.holdings import declared, holdings
+    from transforms.catalogue.holdings import declared, holdings
 
     if args.repo and not Path(args.repo).is_dir():
         print(f"no repository at {args.repo}", file=sys.stderr)

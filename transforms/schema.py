@@ -268,6 +268,35 @@ def load_collection(path: Path) -> Collection:
     return coll
 
 
+# unit -> (min, max, what it is). Bounds are what no published figure of that unit can break.
+UNITS = {  # EES measure units
+    "count": (0, None, "number of children, workers or events (EES rounds many to the nearest 10)"),
+    "percent": (0, 100, "percentage"),
+    "rate": (0, None, "rate per 10,000 (or as the measure name says)"),
+    "fte": (0, None, "full-time equivalent"),
+    "days": (0, None, "days"),
+    "ratio": (0, None, "ratio (e.g. cases per case-holding FTE)"),
+    "amount": (0, None, "amount in pounds"),
+    "number": (None, None, "number (may be negative)"),
+}
+
+def measures(coll: Collection) -> dict[str, dict]:
+    """Declared measures (lower case, as the EES reader names columns) with their unit."""
+    out = {}
+    for name, spec in (coll.spec.get("measures") or {}).items():
+        spec = dict(spec or {})
+        if spec.get("unit", "number") not in UNITS:
+            raise SchemaError(f"{coll.path.name}: measure {name} has unknown unit {spec.get('unit')!r} "
+                                     f"(one of {', '.join(UNITS)})")
+        out[str(name).lower()] = spec
+    return out
+
+
+def breakdowns(coll: Collection) -> list[str]:
+    return [str(b).lower() for b in coll.spec.get("breakdowns") or []]
+
+
+
 EES_FOLDER = "ees"   # schemas/ees/*.yaml: one published EES dataset each (the only subfolder of collections)
 EES_SHARED = ("relation", "key_columns", "required_columns", "suppression_symbols", "default_publication_lag_months")
 

@@ -1,0 +1,71 @@
+"""Explore Education Statistics (EES) tidy CSVs into one long form.
+
+Every EES file shares the same geography and time columns; the rest are either breakdowns (text such as
+"Total" or "17 to 18 years") or measures (numbers, or a suppression symbol such as c, z, x, k). The long
+form keeps each measure cell once, with its breakdowns as a map and the symbol kept beside a null value.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from transforms.ingest.readers import RawTables, UnreadableFile
+from transforms.ingest.readers.csv_tables import read_csv_strings
+from transforms.schema import Collection
+
+_NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+
+
+def is_ees_header(columns: list[str], coll: Collection) -> bool:
+    names = {c.strip().lstrip("\ufeff").lower() for c in columns}
+    return set(coll.spec["required_columns"]) <= names
+
+
+def _measure_like(values: pd.Series, symbols: set[str]) -> bool:
+    present = values.dropna()
+    if present.empty:
+        return True
+    text = present.astype(str).str.replace(",", "", regex=False)
+    numeric = text.str.match(_NUMBER.pattern)
+    return bool(numeric.any()) and bool((numeric | text.str.lower().isin(symbols)).all())
+
+
+def read_ees(path: Path, coll: Collection) -> RawTables:
+    df, encoding = read_csv_strings(path)
+    df.columns = ["source_row", *[c.strip().lstrip("\ufeff").lower() for c in df.columns[1:]]]
+    missing = [c for c in coll.spec["required_columns"] if c not in df.columns]
+    if missing:
+        raise UnreadableFile(f"EES file without the standard column(s) {', '.join(missing)}")
+    keys = [c for c in coll.spec["key_columns"] if c in df.columns]
+    symbols = {str(s).lower() for s in coll.spec["suppression_symbols"]}
+    others = [c for c in df.columns if c not in keys and c != "source_row"]
+    measures = [c for c in others if _measure_like(df[c], symbols)]
+    breakdowns = [c for c in others if c not in measures]
+    if not measures:
+        raise UnreadableFile("EES file has no measure columns (no column of numbers)")
+    wide = df[["source_row", *keys, *breakdowns, *measures]]
+    return RawTables({"published_statistics": wide},
+                     {"encoding": encoding, "measures": ",".join(measures), "breakdowns": ",".join(breakdowns)})
+
+
+def to_long(wide: pd.DataFrame, measures: list[str], breakdowns: list[str], key_columns: list[str],
+            symbols: set[str]) -> pd.DataFrame:
+    """One row per (geography, period, breakdowns, measure); suppressed cells keep their symbol."""
+    keys = [c for c in key_columns if c in wide.columns]
+    long = wide.melt(id_vars=["source_row", *keys, *breakdowns], value_vars=measures,
+                     var_name="measure", value_name="raw_value")
+    text = long["raw_value"].astype("str").str.replace(",", "", regex=False).str.strip()
+    is_symbol = text.str.lower().isin(symbols)
+    long["value"] = pd.to_numeric(text.where(~is_symbol), errors="coerce")
+    long["value_symbol"] = text.where(is_symbol).str.lower()
+    for col in key_columns:
+        if col not in long.columns:
+            long[col] = None
+    if breakdowns:
+        long["breakdowns"] = [list(zip(breakdowns, vals)) for vals in
+                              long[breakdowns].astype(object).where(long[breakdowns].notna(), None).itertuples(index=False, name=None)]
+    else:
+        long["breakdowns"] = [[] for _ in range(len(long))]
+    return long.drop(columns=[*breakdowns, "raw_value"])

@@ -1,0 +1,520 @@
+"""DfE validation rules (SSDA903, CIN census) as SQL over one loaded return, and the errors they find.
+
+Row-level checks (a code, a date, a required field) run earlier, in the GX suites; the rules here need a
+whole return at once: episode chains, dates across tables, last year's return, working days. They are
+declared in ``schemas/rules/<collection>.yaml`` (DfE code and message verbatim, tables, source fields,
+first_year/last_year, ``sql``) and run in DuckDB after a return is loaded.
+
+What a rule's SQL sees (one connection per return; see ``connect``):
+
+- each table of the collection under its short name (``header``, ``episodes``, ``children``, ...) holding
+  only this return's rows, with catalogue column names (``Column.out``) plus ``source_row``, ``load_id``,
+  ``la_code``, ``return_year`` and the nested-table sequence keys (``cin_episode_seq``, ...). Every column of
+  every year is present (NULL where not collected that year);
+- ``previous_<table>``: the same council's return for ``return_year - 1`` (empty, same columns, if none);
+- named parameters ``$return_year`` (INTEGER), ``$collection_start`` (DATE, 1 April of return_year - 1),
+  ``$collection_end`` (DATE, 31 March of return_year);
+- ``codes(table_name, field, code, column_name)``: the codes valid for this return year, from the schema
+  (``Collection.table(name, year)``, so yearly ``changes:`` apply); ``field`` is the source field name
+  (``PLACE``, ``ReferralSource``), ``column_name`` the catalogue column (``place``, ``referral_source``);
+- ``bank_holidays(day DATE)`` and the macro ``working_days_between(a, b)``: working days after ``a`` up to
+  and including ``b`` (Mon-Fri less English bank holidays; 0 on the same day, NULL when either is NULL),
+  equal to ``transforms.workdays.working_days_between`` (also when b < a: negative, numpy's convention).
+
+The SELECT returns one row per failure: ``table_name`` (short name), ``source_row`` (NULL for a return-level
+failure), ``child_id`` (may be NULL). The engine adds load_id, collection, code, la_code, return_year, fields
+and message. A rule whose SQL fails is a bug in the rule, and raises ``RuleError`` naming its code.
+
+Public API:
+
+- ``rules(collection_id) -> list[Rule]`` (validated and cached), ``rule(collection_id, code) -> Rule``,
+  ``collections_with_rules() -> list[str]``, ``catalogue_rules() -> DataFrame`` (``validation_rules``);
+- ``check(collection_id, code, tables, previous=None, return_year=...) -> DataFrame[table_name, source_row,
+  child_id]`` runs one rule on rows given as {table: DataFrame | list of dicts} (for tests and the cases);
+  ``check_rule(Rule(...), tables, previous, return_year)`` the same for a rule not in a file;
+- ``run_return(repo, collection_id, la_code, return_year, load_id) -> DataFrame`` (``ERRORS_COLUMNS``) runs
+  every rule that applies to the year against the repository's current partitions;
+- ``check_return(repo, ...)`` runs and keeps the result (immutable Parquet per load, see ``ERRORS_DIR``);
+  ``check_returns(repo, ledger_rows)`` does so once per return touched by a batch of loads;
+- ``error_report(repo, collection_id, la_code, return_year)`` and ``write_report(frame, out_dir, stem)``:
+  the report a council's data team works from (CSV and XLSX).
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from transforms import schema, workdays
+from transforms.store.repository import Partition, Repository, new_load_id
+
+RULES_DIR = schema.SCHEMA_DIR / "rules"
+ERRORS_DIR = "rule_errors"     # REPO/rule_errors/<load_id>.parquet: the failures one check found
+RUNS_DIR = "rule_runs"         # REPO/rule_runs/<load_id>.parquet: one row per check, even when nothing failed
+
+ERRORS_SCHEMA = pa.schema([
+    ("load_id", pa.string()), ("collection", pa.string()), ("code", pa.string()), ("la_code", pa.string()),
+    ("return_year", pa.int32()), ("child_id", pa.string()), ("table_name", pa.string()),
+    ("source_row", pa.int64()), ("fields", pa.string()), ("message", pa.string()), ("run_id", pa.string()),
+])
+ERRORS_COLUMNS = [f.name for f in ERRORS_SCHEMA if f.name != "run_id"]
+RUNS_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("load_id", pa.string()), ("collection", pa.string()), ("la_code", pa.string()),
+    ("return_year", pa.int32()), ("loads", pa.list_(pa.string())), ("rules_run", pa.int32()),
+    ("errors", pa.int64()), ("seconds", pa.float64()), ("checked_at", pa.timestamp("us", tz="UTC")),
+])
+RULES_DOC = {
+    "collection": "Collection id (schemas/)", "code": "DfE validation rule code",
+    "message": "DfE's message for the rule", "tables": "Tables of the collection the rule reads",
+    "fields": "Fields of the return (as councils send them) the rule is about",
+    "first_year": "First return year the rule applies to (null: from the start)",
+    "last_year": "Last return year the rule applies to (null: still in force)",
+    "note": "How csreturns adapts the rule (e.g. dates of birth kept to the month)",
+}
+ERRORS_DOC = {
+    "load_id": "The load of the file holding the failing row (see load_ledger.relpath)",
+    "collection": "Collection id", "code": "DfE validation rule code (see validation_rules)",
+    "la_code": "Sending council", "return_year": "Return year",
+    "child_id": "Child (pseudonymised: the council finds the child through source_row of its own file)",
+    "table_name": "Table of the failing row (short name, e.g. episodes)",
+    "source_row": "Line (CSV) or element line (XML) in the source file; null for a return-level failure",
+    "fields": "Fields of the return the rule is about", "message": "DfE's message for the rule",
+}
+REQUIRED = ("code", "message", "tables", "fields", "sql")
+OPTIONAL = ("first_year", "last_year", "note")
+_PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class RuleError(ValueError):
+    """A rule file is malformed, or a rule's SQL failed (a bug in the rule: the message names its code)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    collection: str
+    code: str
+    message: str
+    tables: tuple[str, ...]
+    fields: tuple[str, ...]
+    sql: str
+    first_year: int | None = None
+    last_year: int | None = None
+    note: str | None = None
+
+    def applies_to(self, year: int) -> bool:
+        return (self.first_year is None or year >= self.first_year) and (
+            self.last_year is None or year <= self.last_year)
+
+
+# -- rule files ------------------------------------------------------------------------------------
+def load_rules(path: Path) -> list[Rule]:
+    """Read and check one rule file: required keys, unique codes, known tables, a SELECT to run."""
+    path = Path(path)
+    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    collection_id = spec.get("collection")
+    try:
+        coll = schema.collection(collection_id)
+    except KeyError:
+        raise RuleError(f"{path.name}: unknown collection {collection_id!r}") from None
+    out, seen = [], set()
+    for i, raw in enumerate(spec.get("rules") or []):
+        where = f"{path.name} rule #{i + 1} ({raw.get('code', '?')})"
+        missing = [k for k in REQUIRED if not raw.get(k)]
+        if missing:
+            raise RuleError(f"{where}: missing {', '.join(missing)}")
+        unknown = set(raw) - set(REQUIRED) - set(OPTIONAL)
+        if unknown:
+            raise RuleError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        code = str(raw["code"])
+        if code in seen:
+            raise RuleError(f"{path.name}: code {code} declared twice")
+        seen.add(code)
+        tables = tuple(raw["tables"])
+        bad = [t for t in tables if t not in coll.table_names]
+        if bad:
+            raise RuleError(f"{where}: {collection_id} has no table {', '.join(bad)}; "
+                            f"it has {', '.join(coll.table_names)}")
+        first, last = raw.get("first_year"), raw.get("last_year")
+        if first is not None and last is not None and int(first) > int(last):
+            raise RuleError(f"{where}: first_year {first} is after last_year {last}")
+        out.append(Rule(collection=collection_id, code=code, message=str(raw["message"]).strip(),
+                        tables=tables, fields=tuple(str(f) for f in raw["fields"]), sql=raw["sql"],
+                        first_year=None if first is None else int(first),
+                        last_year=None if last is None else int(last), note=raw.get("note")))
+    return out
+
+
+@lru_cache(maxsize=None)
+def _all_rules(rules_dir: str) -> dict[str, tuple[Rule, ...]]:
+    found: dict[str, tuple[Rule, ...]] = {}
+    for path in sorted(Path(rules_dir).glob("*.yaml")):
+        loaded = load_rules(path)
+        if loaded:
+            if loaded[0].collection in found:
+                raise RuleError(f"rules for {loaded[0].collection} declared in two files")
+            found[loaded[0].collection] = tuple(loaded)
+    return found
+
+
+def collections_with_rules() -> list[str]:
+    return list(_all_rules(str(RULES_DIR)))
+
+
+def rules(collection_id: str) -> list[Rule]:
+    """The declared rules of a collection (none if it has no rule file)."""
+    return list(_all_rules(str(RULES_DIR)).get(collection_id, ()))
+
+
+def rule(collection_id: str, code: str) -> Rule:
+    for r in rules(collection_id):
+        if r.code == str(code):
+            return r
+    raise KeyError(f"{collection_id} has no rule {code}")
+
+
+def catalogue_rules() -> pd.DataFrame:
+    """``validation_rules``: one row per declared rule."""
+    rows = [{"collection": r.collection, "code": r.code, "message": r.message, "tables": list(r.tables),
+             "fields": list(r.fields), "first_year": r.first_year, "last_year": r.last_year, "note": r.note}
+            for c in collections_with_rules() for r in rules(c)]
+    return pd.DataFrame(rows, columns=list(RULES_DOC))
+
+
+# -- the connection a rule runs in -----------------------------------------------------------------
+def collection_period(return_year: int) -> tuple[date, date]:
+    return date(return_year - 1, 4, 1), date(return_year, 3, 31)
+
+
+def table_columns(coll: schema.Collection, name: str) -> dict[str, str]:
+    """Every column a table has had in any year (catalogue name -> DuckDB type), as in the catalogue."""
+    return dict(_table_columns(coll.id, name))
+
+
+@lru_cache(maxsize=None)
+def _table_columns(collection_id: str, name: str) -> tuple[tuple[str, str], ...]:
+    coll = schema.collection(collection_id)
+    columns: dict[str, str] = {}
+    for year in [None, *coll.change_years]:
+        spec = coll.table(name, year)
+        for col in spec.columns:
+            if col.kept:
+                columns.setdefault(col.out, col.duckdb_type)
+        for key in spec.sequence_keys:
+            columns.setdefault(key, "INTEGER")
+    columns.update({"source_row": "BIGINT", "load_id": "VARCHAR", "la_code": "VARCHAR", "return_year": "INTEGER"})
+    return tuple(columns.items())
+
+
+@lru_cache(maxsize=None)
+def _codes_frame(collection_id: str, year: int) -> pd.DataFrame:
+    coll = schema.collection(collection_id)
+    rows = [(t.name, c.name, code, c.out) for t in coll.tables(year) for c in t.columns if c.codes
+            for code in c.codes]
+    return pd.DataFrame(rows, columns=["table_name", "field", "code", "column_name"])
+
+
+@lru_cache(maxsize=1)
+def _base() -> duckdb.DuckDBPyConnection:
+    """An in-memory database holding what never changes: bank holidays, the working-day calendar and the
+    ``working_days_between`` macro. Each return gets its own connection to it (``cursor()``), and its
+    tables are TEMP tables, private to that connection and gone when it closes."""
+    con = duckdb.connect()
+    calendar = workdays.working_day_calendar("1980-01-01", "2080-12-31")
+    con.register("_calendar_df", calendar)
+    con.execute("CREATE TABLE workday_calendar AS SELECT CAST(day AS DATE) AS day, workday_index FROM _calendar_df")
+    con.unregister("_calendar_df")
+    con.register("_holidays_df", pd.DataFrame({"day": workdays.bank_holidays(1980, 2080)}))
+    con.execute("CREATE TABLE bank_holidays AS SELECT CAST(day AS DATE) AS day FROM _holidays_df")
+    con.unregister("_holidays_df")
+    # index(b) - index(a), where index(d) counts working days from 1980 up to and including d. When b < a,
+    # index(b + 1) - index(a + 1), as numpy's busday_count behind transforms.workdays.working_days_between.
+    con.execute("""CREATE MACRO _workday_index(d) AS
+        (SELECT workday_index FROM workday_calendar WHERE day = CAST(d AS DATE))""")
+    con.execute("""CREATE MACRO working_days_between(a, b) AS
+        CASE WHEN CAST(b AS DATE) >= CAST(a AS DATE) THEN _workday_index(b) - _workday_index(a)
+             ELSE _workday_index(CAST(b AS DATE) + 1) - _workday_index(CAST(a AS DATE) + 1) END""")
+    return con
+
+
+def _table_sql(name: str, columns: dict[str, str], source: str | None, present: set[str], la_code, year) -> str:
+    """``name`` as a TEMP table with exactly ``columns`` (cast), from ``source`` (a relation) or empty."""
+    fixed = {"la_code": f"CAST({_lit(la_code)} AS VARCHAR)", "return_year": f"CAST({int(year)} AS INTEGER)"}
+    parts = []
+    for c, t in columns.items():
+        if source is not None and c in present:
+            parts.append(f'CAST("{c}" AS {t}) AS "{c}"')
+        elif source is not None and c in fixed:
+            parts.append(f'{fixed[c]} AS "{c}"')
+        else:
+            parts.append(f'CAST(NULL AS {t}) AS "{c}"')
+    tail = f"FROM {source}" if source is not None else "WHERE false"
+    return f'CREATE TEMP TABLE "{name}" AS SELECT {", ".join(parts)} {tail}'
+
+
+def _lit(value) -> str:
+    return "NULL" if value is None else "'" + str(value).replace("'", "''") + "'"
+
+
+def connect(coll: schema.Collection, return_year: int, current: Mapping[str, str | None],
+            previous: Mapping[str, str | None], la_code: str | None = None,
+            con: duckdb.DuckDBPyConnection | None = None, only: set[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection holding one return: ``current``/``previous`` map each short table name to a relation
+    expression to read (e.g. ``read_parquet('...')``) or None for an empty table. ``con`` must be a
+    connection to ``_base()`` (e.g. ``_base().cursor()``); by default a new one. ``only``: create just
+    these tables (names as the SQL uses them, e.g. ``episodes``, ``previous_episodes``)."""
+    con = con or _base().cursor()
+    con.register("_codes_df", _codes_frame(coll.id, return_year))
+    statements = ["CREATE TEMP TABLE codes AS SELECT * FROM _codes_df"]
+    for name in coll.table_names:
+        columns = table_columns(coll, name)
+        for table, source, year in ((name, current.get(name), return_year),
+                                    (f"previous_{name}", previous.get(name), return_year - 1)):
+            if only is not None and table not in only:
+                continue
+            present = ({r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+                       if source is not None else set())
+            statements.append(_table_sql(table, columns, source, present, la_code, year))
+    con.execute(";\n".join(statements))
+    con.unregister("_codes_df")
+    return con
+
+
+def _run_rule(con: duckdb.DuckDBPyConnection, r: Rule, return_year: int) -> pd.DataFrame:
+    start, end = collection_period(return_year)
+    available = {"return_year": int(return_year), "collection_start": start, "collection_end": end}
+    wanted = set(_PARAMETER.findall(r.sql))
+    unknown = wanted - set(available)
+    if unknown:
+        raise RuleError(f"{r.collection} rule {r.code}: unknown parameter(s) ${', $'.join(sorted(unknown))}")
+    try:
+        frame = con.execute(r.sql, {k: v for k, v in available.items() if k in wanted}).df()
+    except duckdb.Error as exc:
+        raise RuleError(f"{r.collection} rule {r.code}: its SQL failed: {exc}") from exc
+    missing = {"table_name", "source_row", "child_id"} - set(frame.columns)
+    if missing:
+        raise RuleError(f"{r.collection} rule {r.code}: the SELECT must return table_name, source_row, child_id "
+                        f"(missing {', '.join(sorted(missing))})")
+    return frame[["table_name", "source_row", "child_id"]]
+
+
+# -- one rule, for tests ---------------------------------------------------------------------------
+def check(collection_id: str, code: str, tables: Mapping[str, Any], previous: Mapping[str, Any] | None = None,
+          return_year: int = 2024) -> pd.DataFrame:
+    """Run one rule on the given rows ({short table name: DataFrame or list of dicts}, catalogue column
+    names; dates as DATE or 'YYYY-MM-DD'; ``source_row`` defaults to the row's 1-based position). Returns
+    the failures (table_name, source_row, child_id), sorted. Raises if the rule does not apply that year."""
+    return check_rule(rule(collection_id, code), tables, previous, return_year)
+
+
+def check_rule(r: Rule, tables: Mapping[str, Any], previous: Mapping[str, Any] | None = None,
+               return_year: int = 2024) -> pd.DataFrame:
+    """``check`` for a rule given as a ``Rule`` (e.g. one being written, not yet in a rule file)."""
+    collection_id, code = r.collection, r.code
+    coll = schema.collection(collection_id)
+    if not r.applies_to(return_year):
+        raise RuleError(f"{collection_id} rule {code} does not apply to {return_year} "
+                        f"(first_year {r.first_year}, last_year {r.last_year})")
+    frames: dict[str, pd.DataFrame] = {}
+    current, prev = {}, {}
+    for side, given, target in (("", tables, current), ("previous_", previous or {}, prev)):
+        for name, rows in given.items():
+            if name not in coll.table_names:
+                raise KeyError(f"{collection_id} has no table {name!r}")
+            frame = _case_frame(coll, name, rows)
+            frames[f"_{side}{name}_df"] = frame
+            target[name] = f'"_{side}{name}_df"'
+    con = _base().cursor()
+    try:
+        for view, frame in frames.items():
+            con.register(view, frame)
+        used = {t for n in coll.table_names for t in (n, f"previous_{n}") if re.search(rf"\b{t}\b", r.sql)}
+        connect(coll, return_year, current, prev, "000", con=con, only=used)
+        found = _run_rule(con, r, return_year)
+    finally:
+        con.close()
+    return found.sort_values(["table_name", "source_row"], na_position="first").reset_index(drop=True)
+
+
+def _case_frame(coll: schema.Collection, name: str, rows: Any) -> pd.DataFrame:
+    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows or []))
+    columns = table_columns(coll, name)
+    unknown = set(frame.columns) - set(columns)
+    if unknown:
+        raise KeyError(f"{coll.id}.{name} has no column {', '.join(sorted(unknown))}; "
+                       f"it has {', '.join(columns)}")
+    if "source_row" not in frame.columns:
+        frame["source_row"] = range(1, len(frame) + 1)
+    for c in frame.columns:  # text in, typed by the CAST in _table_sql
+        if columns[c] == "DATE":
+            frame[c] = pd.to_datetime(frame[c], errors="raise").dt.date
+        elif columns[c] == "VARCHAR":
+            frame[c] = frame[c].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
+    if frame.empty:
+        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return frame
+
+
+# -- a whole return from the repository ------------------------------------------------------------
+def _partition_source(repo: Repository, coll: schema.Collection, name: str, la_code: str, year: int) -> str | None:
+    path = repo.partition_file(Partition(coll.id, name, la_code, year))
+    return f"read_parquet({_lit(path.as_posix())})" if path.exists() else None
+
+
+def run_return(repo: Repository, collection_id: str, la_code: str, return_year: int, load_id: str,
+               timings: dict[str, float] | None = None) -> pd.DataFrame:
+    """Every rule that applies to ``return_year``, over the repository's current partitions of this return
+    (and the same council's previous year). One row per failure, ``ERRORS_COLUMNS``; ``load_id`` is the
+    load of the partition the failing row is in (``load_id`` given for return-level failures)."""
+    coll = schema.collection(collection_id)
+    current = {n: _partition_source(repo, coll, n, la_code, return_year) for n in coll.table_names}
+    previous = {n: _partition_source(repo, coll, n, la_code, return_year - 1) for n in coll.table_names}
+    con = connect(coll, return_year, current, previous, la_code)
+    frames = []
+    try:  # one partition is one load: the load of a failing row is its table's
+        loads = {n: con.execute(f'SELECT any_value(load_id) FROM "{n}"').fetchone()[0] for n in coll.table_names}
+        for r in rules(collection_id):
+            if not r.applies_to(return_year):
+                continue
+            started = time.perf_counter()
+            found = _run_rule(con, r, return_year)
+            if timings is not None:
+                timings[r.code] = time.perf_counter() - started
+            if found.empty:
+                continue
+            found = found.assign(code=r.code, fields=", ".join(r.fields), message=r.message)
+            frames.append(found)
+    finally:
+        con.close()
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ERRORS_COLUMNS})
+    out = pd.concat(frames, ignore_index=True)
+    out["load_id"] = out["table_name"].map(lambda t: loads.get(t) or load_id)
+    out["collection"], out["la_code"], out["return_year"] = collection_id, la_code, int(return_year)
+    out["source_row"] = out["source_row"].astype("Int64")
+    out["child_id"] = out["child_id"].map(lambda v: None if pd.isna(v) else str(v))
+    return out[ERRORS_COLUMNS]
+
+
+def check_return(repo: Repository, collection_id: str, la_code: str, return_year: int, load_id: str) -> dict:
+    """Run the rules and keep what they found: ``rule_errors/<load_id>.parquet`` and a ``rule_runs`` row
+    (written even when nothing failed, so a clean resubmission clears the earlier errors). Files swapped in
+    with ``os.replace`` and never edited (checking the same load again replaces its files); the latest check
+    of a return (by ``run_id``, taken before reading the partitions) is the one the catalogue shows."""
+    run_id = new_load_id()
+    started = time.perf_counter()
+    errors = run_return(repo, collection_id, la_code, return_year, load_id)
+    coll = schema.collection(collection_id)
+    loads = sorted({x for n in coll.table_names
+                    if (x := repo.current_load(Partition(collection_id, n, la_code, return_year)))})
+    seconds = time.perf_counter() - started
+    errors_table = pa.Table.from_pandas(errors.assign(run_id=run_id), schema=ERRORS_SCHEMA, preserve_index=False)
+    _write_atomic(errors_table, repo.root / ERRORS_DIR / f"{load_id}.parquet")
+    run = {"run_id": run_id, "load_id": load_id, "collection": collection_id, "la_code": la_code,
+           "return_year": int(return_year), "loads": loads, "rules_run": sum(r.applies_to(return_year) for r in rules(collection_id)),
+           "errors": len(errors), "seconds": round(seconds, 3), "checked_at": datetime.now(timezone.utc)}
+    _write_atomic(pa.Table.from_pylist([run], schema=RUNS_SCHEMA), repo.root / RUNS_DIR / f"{load_id}.parquet")
+    return {**run, "checked_at": run["checked_at"].isoformat()}
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def check_returns(repo: Repository, ledger_rows: Iterable[dict]) -> list[dict]:
+    """Once per return (collection, council, year) that a batch of loads changed, after the loads are
+    committed: SSDA903 CSV tables arrive as one file per table, and the rules need the whole return."""
+    latest: dict[tuple, str] = {}
+    for row in ledger_rows:
+        if row.get("status") not in ("loaded", "partly_loaded") or not row.get("la_code"):
+            continue
+        key = (row["collection"], row["la_code"], int(row["return_year"]))
+        if rules(key[0]):
+            latest[key] = max(latest.get(key, ""), row["load_id"])
+            # next year's rules read this return as last year's: check it again if it is loaded
+            following = (key[0], key[1], key[2] + 1)
+            if following not in latest and _is_loaded(repo, *following):
+                latest[following] = ""
+    return [check_return(repo, c, la, y, load_id or latest_load(repo, c, la, y))
+            for (c, la, y), load_id in sorted(latest.items())]
+
+
+def _is_loaded(repo: Repository, collection_id: str, la_code: str, return_year: int) -> bool:
+    return latest_load(repo, collection_id, la_code, return_year) is not None
+
+
+def latest_load(repo: Repository, collection_id: str, la_code: str, return_year: int) -> str | None:
+    """The newest load among a return's current partitions (the return's loads, by arrival time)."""
+    loads = [repo.current_load(Partition(collection_id, n, la_code, return_year))
+             for n in schema.collection(collection_id).table_names]
+    return max((x for x in loads if x), default=None)
+
+
+# -- reading what was found ------------------------------------------------------------------------
+# Errors of the latest check of each return ({runs}, {errors}: relations over rule_runs/ and rule_errors/).
+ERRORS_VIEW_SQL = """CREATE VIEW {name} AS
+    WITH latest AS (SELECT max(run_id) AS run_id FROM {runs}
+                    GROUP BY collection, la_code, return_year)
+    SELECT e.load_id, e.collection, e.code, e.la_code, CAST(e.return_year AS INTEGER) AS return_year,
+           e.child_id, e.table_name, e.source_row, e.fields, e.message
+    FROM {errors} e JOIN latest USING (run_id)"""
+
+
+def current_errors(repo: Repository, collection_id: str | None = None, la_code: str | None = None,
+                   return_year: int | None = None) -> pd.DataFrame:
+    """The errors of the latest check of each return (what the catalogue's ``validation_errors`` shows)."""
+    runs_dir, errors_dir = repo.root / RUNS_DIR, repo.root / ERRORS_DIR
+    if not list(runs_dir.glob("*.parquet")):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ERRORS_COLUMNS})
+    con = duckdb.connect()
+    try:
+        con.execute(ERRORS_VIEW_SQL.format(
+            name="validation_errors",
+            runs=f"read_parquet({_lit((runs_dir / '*.parquet').as_posix())})",
+            errors=f"read_parquet({_lit((errors_dir / '*.parquet').as_posix())})"))
+        where, params = [], []
+        for column, value in (("collection", collection_id), ("la_code", la_code), ("return_year", return_year)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = "SELECT * FROM validation_errors" + (f" WHERE {' AND '.join(where)}" if where else "")
+        return con.execute(sql + " ORDER BY collection, la_code, return_year, table_name, source_row, code",
+                           params).df()
+    finally:
+        con.close()
+
+
+def build_catalogue(con: duckdb.DuckDBPyConnection, repo: Repository) -> None:
+    """``validation_rules`` (a table, from the rule files) and ``validation_errors`` (a live view over the
+    kept errors: only each return's latest check, so a resubmission's errors replace the earlier ones)."""
+    con.register("_rules_df", catalogue_rules())
+    con.execute("""CREATE TABLE validation_rules AS SELECT CAST(collection AS VARCHAR) AS collection,
+        CAST(code AS VARCHAR) AS code, CAST(message AS VARCHAR) AS message, CAST(tables AS VARCHAR[]) AS tables,
+        CAST(fields AS VARCHAR[]) AS fields, CAST(first_year AS INTEGER) AS first_year,
+        CAST(last_year AS INTEGER) AS last_year, CAST(note AS VARCHAR) AS note
+        FROM _rules_df ORDER BY collection, code""")
+    con.unregister("_rules_df")
+    runs_dir, errors_dir = repo.root / RUNS_DIR, repo.root / ERRORS_DIR
+    if list(runs_dir.glob("*.parquet")) and list(errors_dir.glob("*.parquet")):
+        con.execute(ERRORS_VIEW_SQL.format(
+            name="validation_errors",
+            runs=f"read_parquet({_lit((runs_dir / '*.parquet').as_posix())})",
+            errors=f"read_parquet({_lit((errors_dir / '*.parquet').as_posix())})"))
+    else:
+        empty = pa.Table.from_pylist([], schema=ERRORS_SCHEMA).drop_columns(["run_id"])
+        con.register("_errors_empty", empty)
+        con.execute("CREATE TABLE validation_errors AS SELECT * FROM _errors_empty")
+        con.unregister("_errors_empty")

@@ -1,0 +1,292 @@
+"""The ingest stages for landed files: read -> validate -> load, each persisting its output under staging.
+
+One ``LandedFile`` record per file goes through them (``transforms.ingest.record``). The Airflow tasks call
+the stages one by one, passing the records through XCom as small dicts; ``transforms.run`` calls them in
+a row for the command line. Either way it is the same code.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from transforms import schema
+from transforms.ingest.landing import Arrival
+from transforms.ingest.privacy import Pseudonymiser, protect, protect_raw
+from transforms.ingest.readers import RawTables, UnreadableFile
+from transforms.ingest.readers.csv_tables import read_table
+from transforms.ingest.readers.ees import read_ees, to_long
+from transforms.ingest.readers.xml_records import read_records
+from transforms.ingest.record import LandedFile, TableOutcome
+from transforms.ingest.validate import (
+    build_ees_suite,
+    build_published_suite,
+    build_suite,
+    split,
+    to_typed,
+)
+from transforms.store.repository import (
+    PUBLISHED_SCHEMA,
+    QUARANTINE_SCHEMA,
+    Partition,
+    Repository,
+    new_load_id,
+)
+
+log = logging.getLogger(__name__)
+
+
+
+# -- read ------------------------------------------------------------------------------------------
+def read_stage(repo: Repository, arrival: Arrival) -> LandedFile:
+    """Read a landed file into raw text tables under staging; note duplicates and unreadable files.
+
+    Never raises for a bad file: an unreadable or unrecognised one comes back with ``problem`` set.
+    """
+    landed = LandedFile(load_id=new_load_id(), arrival=arrival)
+    if arrival.problem:
+        return landed.reject(arrival.problem, _count_csv_rows(arrival))
+    if arrival.return_year is None and arrival.collection != "published":
+        return landed.reject("cannot tell the return year: put the file under a year=YYYY folder",
+                             _count_csv_rows(arrival))
+    duplicate = repo.loaded_copy_of(arrival.sha256)
+    if duplicate:
+        landed.duplicate_of = duplicate
+        return landed
+    try:
+        raw = _read(arrival)
+    except (UnreadableFile, ValueError) as exc:
+        return landed.reject(str(exc), _count_csv_rows(arrival))
+    staging = repo.staging_dir(landed.load_id) / "raw"
+    staging.mkdir(parents=True, exist_ok=True)
+    for name, df in raw.tables.items():
+        path = staging / f"{name}.parquet"
+        df.to_parquet(path, index=False)
+        landed.raw[name] = str(path)
+    landed.rows_in, landed.meta = raw.rows, raw.meta
+    return landed
+
+
+def _read(arrival: Arrival) -> RawTables:
+    coll = schema.collection(arrival.collection)
+    if arrival.format == "ees_csv":
+        return read_ees(arrival.path, coll)
+    if arrival.format == "csv" and coll.kind == "reference":
+        from transforms.ingest.readers.reference import read_reference_csv
+        return read_reference_csv(arrival.path, coll, coll.table(arrival.table, arrival.return_year))
+    if arrival.format == "csv":
+        return read_table(arrival.path, coll.table(arrival.table, arrival.return_year))
+    year = arrival.return_year
+    tables = [t for t in coll.tables(year) if year is None or t.collected_in(year)]
+    if arrival.format == "xlsx":
+        from transforms.ingest.readers.xlsx import read_xlsx
+        return read_xlsx(arrival.path, coll, tables)
+    return read_records(arrival.path, coll, tables)
+
+
+def _count_csv_rows(arrival: Arrival) -> int:
+    """Rows in a rejected CSV, so the ledger still accounts for every row that arrived."""
+    if arrival.path.suffix.lower() != ".csv":
+        return 0
+    try:
+        with open(arrival.path, "rb") as fh:
+            lines = [line for line in fh if line.strip()]
+        return max(len(lines) - 1, 0)
+    except OSError:
+        return 0
+
+
+# -- validate --------------------------------------------------------------------------------------
+BATCH_COLUMN = "_file"
+
+
+def validate_stage(repo: Repository, landed: LandedFile) -> LandedFile:
+    return validate_batch(repo, [landed])[0]
+
+
+def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile]:
+    """Run the schema's GX suites; stage each file's clean rows (typed, pseudonymised) and quarantined rows.
+
+    Files of the same table and year are validated together, one GX run over all their rows, because
+    GX's fixed cost per run (building its metric graph, ~0.5 s) dwarfs its cost per row. Uniqueness is
+    checked within each file, and each file's rows are split back out afterwards.
+    """
+    pseudonymiser = Pseudonymiser.for_repository(repo.root)
+    groups: dict[tuple, list[LandedFile]] = {}
+    quarantine: dict[str, list[dict]] = {}      # load_id -> quarantined rows, staged once per file
+    for landed in files:
+        if not landed.readable:
+            continue
+        arrival = landed.arrival
+        quarantine[landed.load_id] = []
+        for name in landed.raw:
+            key = (arrival.collection, name, arrival.return_year,
+                   arrival.relpath if arrival.collection == "published" else None)
+            groups.setdefault(key, []).append(landed)
+    for (collection_id, name, year, _), members in groups.items():
+        coll = schema.collection(collection_id)
+        raw = pd.concat([pd.read_parquet(m.raw[name]).assign(**{BATCH_COLUMN: i}) for i, m in enumerate(members)],
+                        ignore_index=True)
+        if coll.is_published:
+            spec, suite = None, _published_suite(coll, members[0])
+        else:
+            spec = coll.table(name, year)
+            suite = build_suite(spec, coll.date_format, batch_column=BATCH_COLUMN)
+        verdict = split(raw, name, suite)
+        for i, landed in enumerate(members):
+            _stage_file(repo, landed, coll, spec, name, verdict, i, len(members), pseudonymiser,
+                        quarantine[landed.load_id])
+    for landed in files:
+        rows = quarantine.get(landed.load_id)
+        if rows:
+            path = repo.staging_dir(landed.load_id) / "quarantine_rows.parquet"
+            pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
+            landed.quarantine_rows = str(path)
+    return files
+
+
+def _published_suite(coll: schema.Collection, landed: LandedFile):
+    """An EES file is checked against its dataset's schema (schemas/ees/) where one declares it."""
+    measures = landed.meta["measures"].split(",")
+    owner = schema.ees_collection_of(landed.arrival.dataset)
+    if owner:
+        return build_ees_suite(schema.collection(owner), measures)
+    return build_published_suite(coll, measures)
+
+
+def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, spec: schema.Table | None,
+                name: str, verdict, index: int, batch_size: int, pseudonymiser: Pseudonymiser,
+                quarantine: list[dict]) -> None:
+    arrival, load_id = landed.arrival, landed.load_id
+    clean = verdict.clean[verdict.clean[BATCH_COLUMN] == index].drop(columns=BATCH_COLUMN)
+    quarantined = verdict.quarantined[verdict.quarantined[BATCH_COLUMN] == index]
+    if spec is None:
+        arrow = _published_arrow(clean, coll, arrival, landed.meta, load_id)
+    else:
+        typed = protect(to_typed(clean, spec, coll.date_format), spec, arrival.la_code, pseudonymiser)
+        typed["load_id"] = load_id
+        arrow = pa.Table.from_pandas(typed, schema=spec.arrow_schema(), preserve_index=False)
+    clean_path = repo.write_staged(arrow, repo.staging_dir(load_id) / "clean" / f"{name}.parquet", load_id)
+    rows_in = len(clean) + len(quarantined)
+    summary = (f"{name}: {rows_in} rows, {len(clean)} clean, {len(quarantined)} quarantined "
+               f"(GX suite {verdict.gx_result.get('suite_name', '')}: {verdict.expectations_met} "
+               f"expectations met over {batch_size} file{'s' if batch_size > 1 else ''})")
+    results_dir = repo.validations / load_id
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{name}.json").write_text(json.dumps(
+        {"file": arrival.relpath, "rows_in": rows_in, "rows_quarantined": len(quarantined),
+         "validated_with_files": batch_size, "gx": verdict.gx_result}, default=str, indent=1))
+    log.info("GX %s %s", arrival.relpath, summary)
+    for row in quarantined.to_dict("records"):
+        failing = {f["field"] for f in row["failures"]}
+        quarantine.append({
+            "load_id": load_id, "collection": coll.id, "table_name": spec.relation if spec else coll.spec["relation"],
+            "la_code": arrival.la_code, "return_year": arrival.return_year,
+            "source_row": int(row["source_row"]), "field": row["field"], "rule": row["rule"],
+            "message": row["message"], "failures": row["failures"],
+            "raw": _as_map(protect_raw(row["raw"], spec, arrival.la_code, pseudonymiser, failing))})
+    landed.tables[name] = TableOutcome(rows_in=rows_in, rows_loaded=len(clean), rows_quarantined=len(quarantined),
+                                       gx_success=bool(not len(quarantined) and verdict.structure_ok),
+                                       clean=str(clean_path), summary=summary)
+
+
+def _as_map(raw: dict) -> list[tuple[str, str | None]]:
+    return [(str(k), None if v is None else str(v)) for k, v in raw.items()]
+
+
+def _published_arrow(clean: pd.DataFrame, coll: schema.Collection, arrival: Arrival, meta: dict,
+                     load_id: str) -> pa.Table:
+    _, dataset = coll.dataset_for(arrival.path.name)
+    long = to_long(clean, meta["measures"].split(","), [b for b in meta["breakdowns"].split(",") if b],
+                   coll.spec["key_columns"], {str(s).lower() for s in coll.spec["suppression_symbols"]})
+    end_month, end_day = (int(x) for x in dataset.get("period", {}).get("end", "03-31").split("-"))
+    lag = dataset.get("published", {}).get("months_after_period_end", coll.spec["default_publication_lag_months"])
+    periods = {p: period_end(p, end_month, end_day) for p in long["time_period"].dropna().unique()}
+    long["period_end"] = long["time_period"].map(periods)
+    published = {p: (pd.Timestamp(d) + pd.DateOffset(months=lag)).date() for p, d in periods.items()}
+    long["published_on"] = long["time_period"].map(published)
+    long["load_id"] = load_id
+    long["source_row"] = long["source_row"].astype("int64")
+    for col in ("old_la_code", "new_la_code", "region_code", "la_name"):
+        long[col] = long[col].astype(object).where(long[col].notna(), None)
+    return pa.Table.from_pandas(long[[f.name for f in PUBLISHED_SCHEMA]], schema=PUBLISHED_SCHEMA,
+                                preserve_index=False)
+
+
+def period_end(time_period: str, month: int, day: int) -> date:
+    """EES periods are a year (2025) or a span (201718, ending in 2018); the dataset says which day ends it."""
+    text = str(time_period)
+    year = int(text[:4])
+    if len(text) == 6:
+        year = (year // 100) * 100 + int(text[4:])
+        year += 100 if year < int(text[:4]) else 0
+    return date(year, month, day)
+
+
+# -- load ------------------------------------------------------------------------------------------
+def load_stage(repo: Repository, landed: LandedFile) -> dict:
+    """Commit under the writer lock: swap partitions, keep the quarantine, write the ledger row."""
+    arrival, load_id = landed.arrival, landed.load_id
+    row = {"load_id": load_id, "path": str(arrival.path), "relpath": arrival.relpath,
+           "sha256": arrival.sha256, "bytes": arrival.bytes, "format": arrival.format,
+           "collection": arrival.collection, "table": arrival.table, "tables": list(arrival.tables),
+           "dataset": arrival.dataset, "la_code": arrival.la_code, "return_year": arrival.return_year,
+           "year_source": arrival.year_source, "received_at": landed.received_at, "gx_success": None,
+           "reason": None, "duplicate_of": None, "replaces": []}
+    with repo.writer_lock():
+        duplicate = landed.duplicate_of or (repo.loaded_copy_of(arrival.sha256) if landed.problem is None else None)
+        if duplicate:
+            row.update(status="duplicate", rows_in=0, rows_loaded=0, rows_quarantined=0, duplicate_of=duplicate,
+                       reason=f"same bytes as load {duplicate}; nothing changed")
+            repo.commit(load_id, {}, row, None)
+            return row
+        if landed.problem is not None:
+            rows_in = landed.rows_in
+            row.update(status="rejected", rows_in=rows_in, rows_loaded=0, rows_quarantined=rows_in,
+                       reason=landed.problem, gx_success=False)
+            repo.commit(load_id, {}, row, _file_rejection(landed))
+            return row
+        tables = landed.tables
+        rows_in = sum(t.rows_in for t in tables.values())
+        rows_loaded = sum(t.rows_loaded for t in tables.values())
+        rows_quarantined = sum(t.rows_quarantined for t in tables.values())
+        quarantine = pq.read_table(landed.quarantine_rows) if landed.quarantine_rows else None
+        row.update(rows_in=rows_in, rows_loaded=rows_loaded, rows_quarantined=rows_quarantined,
+                   gx_success=all(t.gx_success for t in tables.values()))
+        if rows_in and not rows_loaded:
+            row.update(status="rejected", reason="every row failed validation; earlier data kept")
+            repo.commit(load_id, {}, row, quarantine)
+            return row
+        replacements = {}
+        for name, info in tables.items():
+            partition = _partition(arrival, name)
+            previous = repo.current_load(partition)
+            if previous:
+                row["replaces"].append(previous)
+            replacements[partition] = Path(info.clean) if info.rows_loaded else None
+        row["replaces"] = sorted(set(row["replaces"]))
+        row["status"] = "partly_loaded" if rows_quarantined else "loaded"
+        repo.commit(load_id, replacements, row, quarantine)
+    return row
+
+
+def _partition(arrival: Arrival, table: str) -> Partition:
+    if arrival.collection == "published":
+        return Partition("published", "published_statistics", dataset=arrival.dataset)
+    if schema.collection(arrival.collection).kind == "reference":  # national: one partition per year, no LA
+        return Partition(arrival.collection, table, dataset=str(arrival.return_year))
+    return Partition(arrival.collection, table, arrival.la_code, arrival.return_year)
+
+
+def _file_rejection(landed: LandedFile) -> pa.Table:
+    arrival = landed.arrival
+    return pa.Table.from_pylist([{
+        "load_id": landed.load_id, "collection": arrival.collection, "table_name": None,
+        "la_code": arrival.la_code, "return_year": arrival.return_year, "source_row": None, "field": None,
+        "rule": "file_rejected", "message": f"{arrival.relpath}: {landed.problem}", "failures": [],
+        "raw": [("path", arrival.relpath), ("rows", str(landed.rows_in))]}], schema=QUARANTINE_SCHEMA)

@@ -1,0 +1,247 @@
+"""Great Expectations checks built from the schema, and the split of each table into clean and quarantined rows.
+
+Suites are generated per table and return year (codes change by year), never written by hand. Every row
+a row-level expectation rejects is quarantined with its field, rule and a message naming the value; the
+rest of the table loads, typed as the schema says.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+import great_expectations as gx  # noqa: E402
+import great_expectations.expectations as gxe  # noqa: E402
+
+from transforms.ingest.expectations import (  # noqa: E402
+    ExpectColumnValuesToBeDates,
+    ExpectColumnValuesToBeNumbersOrSymbols,
+    ExpectColumnValuesToBeNumbersOrSymbolsWithin,
+    ExpectColumnValuesToBeWholeNumbers,
+)
+from transforms.schema import UNITS, Collection, Table, breakdowns, measures  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+TRUE_VALUES = {"true", "1", "y", "yes"}
+FALSE_VALUES = {"false", "0", "n", "no"}
+# Case-management systems write True, TRUE and true alike; to_typed lower-cases before converting.
+BOOLEAN_SPELLINGS = sorted({s for v in TRUE_VALUES | FALSE_VALUES for s in (v, v.upper(), v.title())})
+GEOGRAPHIC_LEVELS = ["National", "Regional", "Local authority", "Local authority district",
+                     "Parliamentary constituency", "Ward", "Local skills improvement plan area"]
+
+
+@dataclass
+class TableVerdict:
+    """What validation decided for one table of one file."""
+
+    table: str
+    rows_in: int
+    clean: pd.DataFrame
+    quarantined: pd.DataFrame          # source_row, field, rule, message, failures, raw
+    gx_success: bool
+    gx_result: dict[str, Any] = field(default_factory=dict)
+    structure_ok: bool = True
+
+    @property
+    def expectations_met(self) -> str:
+        stats = self.gx_result.get("statistics", {})
+        return f"{stats.get('successful_expectations', 0)}/{stats.get('evaluated_expectations', 0)}"
+
+
+@lru_cache(maxsize=1)
+def _batch_definition():
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    asset = context.data_sources.add_pandas("csreturns").add_dataframe_asset("landed_table")
+    return asset.add_batch_definition_whole_dataframe("whole_table")
+
+
+def _meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
+    return {"field": field_name or "", "rule": rule, "message": message}
+
+
+def build_suite(table: Table, date_format: str, batch_column: str | None = None) -> gx.ExpectationSuite:
+    """The GX suite for a table as collected in ``table.year``. With ``batch_column``, rows of several
+    files are validated together and keys need only be unique within each file."""
+    expectations: list = []
+    for col in table.columns:
+        name = col.name
+        if col.required:
+            expectations.append(gxe.ExpectColumnToExist(column=name, meta=_meta(name, "structure", "required column")))
+            expectations.append(gxe.ExpectColumnValuesToNotBeNull(
+                column=name, meta=_meta(name, "required", f"{name} is required but empty")))
+        if col.codes:
+            allowed = sorted(col.codes)
+            expectations.append(gxe.ExpectColumnValuesToBeInSet(
+                column=name, value_set=allowed,
+                meta=_meta(name, "code_list", f"{name} {{value!r}} is not a valid code"
+                           f"{' for ' + str(table.year) if table.year else ''} ({', '.join(allowed)})")))
+        if col.type == "date":
+            expectations.append(ExpectColumnValuesToBeDates(
+                column=name, date_format=date_format,
+                meta=_meta(name, "date", f"{name} {{value!r}} is not a date in the form "
+                           f"{date_format.replace('%d', 'dd').replace('%m', 'mm').replace('%Y', 'yyyy')}")))
+        elif col.type == "integer":
+            bounds = "" if col.min is None and col.max is None else f" between {col.min} and {col.max}"
+            expectations.append(ExpectColumnValuesToBeWholeNumbers(
+                column=name, min_value=col.min, max_value=col.max,
+                meta=_meta(name, "whole_number", f"{name} {{value!r}} is not a whole number{bounds}")))
+        elif col.type == "boolean":
+            expectations.append(gxe.ExpectColumnValuesToBeInSet(
+                column=name, value_set=BOOLEAN_SPELLINGS,
+                meta=_meta(name, "boolean", f"{name} {{value!r}} is not true/false or 1/0")))
+        if col.pattern:
+            expectations.append(gxe.ExpectColumnValuesToMatchRegex(
+                column=name, regex=col.pattern,
+                meta=_meta(name, "pattern", f"{name} {{value!r}} does not match {col.pattern}")))
+    keys = list(table.keys)
+    if keys:
+        label = ", ".join(keys)
+        if batch_column:
+            keys.append(batch_column)
+        if len(keys) == 1:
+            expectations.append(gxe.ExpectColumnValuesToBeUnique(
+                column=keys[0], meta=_meta(keys[0], "duplicate_key", f"more than one row has this {label}")))
+        else:
+            expectations.append(gxe.ExpectCompoundColumnsToBeUnique(
+                column_list=keys, meta=_meta(label, "duplicate_key", f"more than one row has this {label}")))
+    return gx.ExpectationSuite(name=f"{table.relation}.{table.year or 'latest'}", expectations=expectations)
+
+
+def build_published_suite(coll: Collection, measures: list[str]) -> gx.ExpectationSuite:
+    symbols = sorted(str(s).lower() for s in coll.spec["suppression_symbols"])
+    expectations = [gxe.ExpectColumnToExist(column=c, meta=_meta(c, "structure", "required column"))
+                    for c in coll.spec["required_columns"]]
+    expectations += [
+        gxe.ExpectColumnValuesToNotBeNull(column="time_period", meta=_meta("time_period", "required", "time_period is empty")),
+        gxe.ExpectColumnValuesToMatchRegex(
+            column="time_period", regex=r"^\d{4}(?:\d{2})?$",
+            meta=_meta("time_period", "pattern", "time_period {value!r} is not YYYY or YYYYYY")),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="geographic_level", value_set=GEOGRAPHIC_LEVELS,
+            meta=_meta("geographic_level", "code_list", "geographic_level {value!r} is not a known EES level")),
+    ]
+    expectations += [ExpectColumnValuesToBeNumbersOrSymbols(
+        column=m, symbols=symbols,
+        meta=_meta(m, "number_or_symbol", f"{m} {{value!r}} is neither a number nor a suppression symbol"))
+        for m in measures]
+    return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
+
+
+def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
+    """The catch-all EES checks, plus: every declared measure and breakdown is present (a structure
+    check: a missing one is reported, the rows still load) and each declared measure is in range."""
+    expectations = list(build_published_suite(coll, [m for m in found if m not in measures(coll)]).expectations)
+    symbols = sorted(str(s).lower() for s in coll.spec["suppression_symbols"])
+    for name in [*breakdowns(coll), *measures(coll)]:
+        expectations.append(gxe.ExpectColumnToExist(
+            column=name, meta=_meta(name, "structure", f"{coll.id} declares {name}")))
+    for name, spec in measures(coll).items():
+        if name not in found:
+            continue
+        low, high, _ = UNITS[spec.get("unit", "number")]
+        low, high = spec.get("min", low), spec.get("max", high)
+        bounds = "" if low is None and high is None else f" in {low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+        expectations.append(ExpectColumnValuesToBeNumbersOrSymbolsWithin(
+            column=name, symbols=symbols, min_value=low, max_value=high,
+            meta=_meta(name, "number_or_symbol", f"{name} {{value!r}} is neither a {spec.get('unit', 'number')}"
+                       f"{bounds} nor a suppression symbol")))
+    return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
+
+
+def run_suite(df: pd.DataFrame, suite: gx.ExpectationSuite):
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": df})
+    return batch.validate(suite, result_format={"result_format": "COMPLETE"})
+
+
+def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> TableVerdict:
+    """Run the suite and divide the rows: any failed row-level expectation quarantines the row."""
+    frame = df.reset_index(drop=True)
+    data_columns = [c for c in frame.columns if c != "source_row" and not c.startswith("_")]
+    extra = [c for c in frame.columns if c.startswith("_")]  # batch bookkeeping, carried through
+    if frame.empty:
+        return TableVerdict(table_name, 0, frame, _empty_quarantine(extra), True,
+                            {"statistics": {"evaluated_expectations": 0, "successful_expectations": 0}})
+    result = run_suite(frame, suite)
+    failures: dict[int, list[dict[str, str]]] = {}
+    structure_ok = True
+    for r in result.results:
+        meta = r.expectation_config.meta or {}
+        if meta.get("rule") == "structure":
+            structure_ok &= bool(r.success)
+            continue
+        if r.success:
+            continue
+        indices = r.result.get("unexpected_index_list") or []
+        column = r.expectation_config.kwargs.get("column")
+        values = frame[column].to_numpy()[indices] if column in frame.columns else [None] * len(indices)
+        template = meta.get("message", r.expectation_config.type)
+        for idx, value in zip(indices, values):
+            failures.setdefault(int(idx), []).append(
+                {"field": meta.get("field", ""), "rule": meta.get("rule", r.expectation_config.type),
+                 "message": template.replace("{value!r}", repr(value) if value is not None else "''")})
+    bad = sorted(failures)
+    quarantine = _empty_quarantine(extra)
+    if bad:
+        raw = frame.loc[bad, data_columns].astype(object).where(frame.loc[bad, data_columns].notna(), None)
+        quarantine = pd.DataFrame({
+            "source_row": frame.loc[bad, "source_row"].to_numpy(),
+            "field": [", ".join(dict.fromkeys(f["field"] for f in failures[i])) for i in bad],
+            "rule": [", ".join(dict.fromkeys(f["rule"] for f in failures[i])) for i in bad],
+            "message": ["; ".join(f["message"] for f in failures[i]) for i in bad],
+            "failures": [failures[i] for i in bad],
+            "raw": raw.to_dict("records"),
+            **{c: frame.loc[bad, c].to_numpy() for c in extra},
+        })
+    clean = frame.drop(index=bad) if bad else frame
+    return TableVerdict(table_name, len(frame), clean.reset_index(drop=True), quarantine, bool(result.success),
+                        _compact(result.to_json_dict()), structure_ok)
+
+
+def _empty_quarantine(extra: list[str] = ()) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in
+                         ["source_row", "field", "rule", "message", "failures", "raw", *extra]})
+
+
+def _compact(result: dict[str, Any]) -> dict[str, Any]:
+    """Keep GX's result as evidence without any of the values it saw: they are raw, un-pseudonymised child
+    data (a duplicated CHILD id, a date of birth), and the quarantine already keeps the failing rows, protected."""
+    for r in result.get("results", []):
+        res = r.get("result") or {}
+        for key in ("unexpected_list", "unexpected_index_list", "unexpected_index_query", "partial_unexpected_list",
+                    "partial_unexpected_counts", "partial_unexpected_index_list", "details"):
+            res.pop(key, None)
+    return result
+
+
+def to_typed(clean: pd.DataFrame, table: Table, date_format: str) -> pd.DataFrame:
+    """Clean raw text to the schema's types, with output column names (dates as dates, not strings)."""
+    out = pd.DataFrame(index=clean.index)
+    for col in table.columns:
+        values = clean[col.name] if col.name in clean.columns else pd.Series(None, index=clean.index, dtype="str")
+        if col.type == "date":
+            out[col.out] = pd.to_datetime(values, format=date_format, errors="coerce").dt.date
+        elif col.type == "integer":
+            out[col.out] = pd.to_numeric(values, errors="coerce").astype("Int64")
+        elif col.type == "number":
+            out[col.out] = pd.to_numeric(values, errors="coerce")
+        elif col.type == "boolean":
+            lowered = values.str.lower()
+            out[col.out] = lowered.map(lambda v: True if v in TRUE_VALUES else False if v in FALSE_VALUES else None)
+        else:
+            out[col.out] = values
+    for key in table.sequence_keys:
+        out[key] = clean[key].astype("Int32")
+    out["source_row"] = clean["source_row"].astype("int64")
+    return out

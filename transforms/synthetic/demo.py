@@ -1,0 +1,151 @@
+"""``make demo``: a synthetic landing area run through the collection DAGs by Airflow itself.
+
+Embedded default: SQLite metadata database and LocalExecutor under ``var/airflow``, a local landing folder,
+DAGs run with ``airflow dags test`` (each task really executed by Airflow, one after another). Airflow's
+own logs go to ``var/logs``; the terminal shows progress and, at the end, what was loaded and quarantined.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from transforms import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _airflow(args: list[str], log: Path, env: dict) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        result = subprocess.run([sys.executable, "-m", "airflow", *args], stdout=fh, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"airflow {' '.join(args)} failed; see {log}")
+
+
+def _watch(ledger_dir: Path, expected: int, label: str, stop: threading.Event) -> None:
+    start_count = len(list(ledger_dir.glob("*.parquet"))) if ledger_dir.exists() else 0
+    last = -1
+    while not stop.wait(3):
+        done = (len(list(ledger_dir.glob("*.parquet"))) if ledger_dir.exists() else 0) - start_count
+        if done != last:
+            _say(f"    {label}: {done}/{expected} files recorded")
+            last = done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--landing", type=Path, default=ROOT / "var" / "landing")
+    parser.add_argument("--repo", type=Path, default=ROOT / "var" / "repository")
+    parser.add_argument("--las", type=int, default=10)
+    parser.add_argument("--years", type=int, nargs="+", default=[2023, 2024, 2025])
+    parser.add_argument("--shared", type=Path, default=settings.current().shared)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    landing, repo = args.landing.resolve(), args.repo.resolve()
+    var = ROOT / "var"
+    env = dict(os.environ)
+    env.setdefault("AIRFLOW_HOME", str(var / "airflow"))
+    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+    env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "transforms" / "orchestration" / "plugins"))  # GX results in the UI
+    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    env.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{var / 'airflow' / 'airflow.db'}")
+    env.setdefault("AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME", "3600")
+    env.update(CSRETURNS_LANDING=str(landing), CSRETURNS_REPO=str(repo), GX_ANALYTICS_ENABLED="False")
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    os.environ.update(env)
+
+    from transforms import schema
+    from transforms.ingest.landing import UNRECOGNISED, discover
+    from transforms.store.repository import Repository
+    from transforms.synthetic.generator import generate_landing
+
+    if not landing.exists() or not any(landing.iterdir()):
+        ees = args.shared / "reference" / "ees"
+        _say(f"1/4 generating a synthetic landing area: {args.las} councils x {len(args.years)} years "
+             f"(SSDA903 CSV/XML, CIN census, CSWW and SEN2 XML, Annex A XLSX)"
+             f"{' + published EES files from ' + str(ees) if ees.exists() else ''}")
+        summary = generate_landing(landing, n_las=args.las, years=args.years,
+                                   ees_source=ees if ees.exists() else None)
+        neighbours = args.shared / "reference" / "statistical_neighbours"
+        for source in sorted(neighbours.glob("*.csv")):  # reference data: who each council compares with
+            target = landing / "reference" / "statistical_neighbours" / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        files = sum(1 for f in landing.rglob("*") if f.is_file())
+        _say(f"    {files} files for {', '.join(summary['la_names'].values())}: "
+             f"{summary['referrals']:,} CIN referrals, children looked after at 31 March "
+             f"{', '.join(f'{y}: {n:,}' for y, n in summary['cla_31_march'].items())} "
+             f"({summary['faulty_rows']:,} rows deliberately faulty) in {summary['seconds']:.0f}s")
+    else:
+        _say(f"1/4 landing area {landing} already holds files; using them (make clean to start afresh)")
+
+    _say(f"2/4 preparing Airflow's metadata database (SQLite) in {env['AIRFLOW_HOME']}")
+    logs = var / "logs"
+    _airflow(["db", "migrate"], logs / "airflow-db-migrate.log", env)
+    # one catalogue rebuild at a time (transforms/orchestration.py WRITER_POOL)
+    _airflow(["pools", "set", "csreturns_writer", "1", "csreturns: one catalogue writer at a time"],
+             logs / "airflow-db-migrate.log", env)
+
+    _say("3/4 running the collection DAGs through Airflow (airflow dags test); Airflow's logs: " + str(logs))
+    ledger_dir = Repository(repo).ledger_dir
+    seen = Repository(repo).seen()
+    for collection_id in [*schema.collections(), UNRECOGNISED]:
+        pending = len(discover(landing, collection_id, seen=seen))
+        dag_id = f"collect_{collection_id}"
+        if not pending:  # the scheduler would run it hourly to find nothing; here that is only time lost
+            continue
+        _say(f"  {dag_id}: {pending} new file(s)")
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(ledger_dir, pending, dag_id, stop), daemon=True)
+        watcher.start()
+        t0 = time.perf_counter()
+        try:
+            _airflow(["dags", "test", dag_id], logs / f"{dag_id}.log", env)
+        finally:
+            stop.set()
+            watcher.join()
+        _say(f"    {dag_id} finished in {time.perf_counter() - t0:.0f}s")
+    _say("4/4 refreshing the repository catalogue (DAG repository_refresh)")
+    _airflow(["dags", "test", "repository_refresh"], logs / "repository_refresh.log", env)
+
+    _report(Repository(repo))
+    _say(f"\nDone in {time.perf_counter() - started:.0f}s.")
+    return 0
+
+
+def _report(repo) -> None:
+    import duckdb
+
+    with duckdb.connect(str(repo.catalogue_path), read_only=True) as con:
+        _say("\nWhat the repository received, per collection:")
+        _say(con.execute("""
+            SELECT coalesce(collection, '(unrecognised)') AS collection, count(*) AS files,
+                   count(*) FILTER (status = 'loaded') AS loaded, count(*) FILTER (status = 'partly_loaded') AS partly,
+                   count(*) FILTER (status = 'rejected') AS rejected, count(*) FILTER (status = 'duplicate') AS duplicate,
+                   sum(rows_in)::BIGINT AS rows_in, sum(rows_loaded)::BIGINT AS rows_loaded, sum(rows_quarantined)::BIGINT AS rows_quarantined
+            FROM load_ledger GROUP BY ALL ORDER BY 1""").df().to_string(index=False))
+        _say("\nMost common reasons rows were quarantined:")
+        _say(con.execute("""SELECT table_name, rule, count(*) AS rows FROM quarantine
+                            GROUP BY ALL ORDER BY rows DESC LIMIT 8""").df().to_string(index=False))
+        latest = con.execute("SELECT max(as_of) FROM early_warning").fetchone()[0]
+        if latest:
+            _say(f"\nCouncils by early-warning risk at {latest} (details: csreturns warn --repo {repo.root}):")
+            _say(con.execute("""SELECT rank, la_code, score, top_reasons[1] AS main_reason FROM council_risk
+                                WHERE as_of = ? ORDER BY rank, la_code LIMIT 5""", [latest]).df().to_string(index=False))
+    _say(f"\nDuckDB catalogue: {repo.catalogue_path}")
+    _say(f"  e.g. duckdb {repo.catalogue_path} -c \"SELECT * FROM relations\"")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
