@@ -120,6 +120,33 @@ def test_every_real_ees_file_is_claimed_by_a_dataset_schema_declaring_exactly_it
         assert [b for b in meta["breakdowns"].split(",") if b] == breakdowns(coll), f.name
 
 
+def test_every_ees_view_column_is_a_plain_lower_case_name():
+    """Schemas declare columns as the reader names them (lower case, `%` read as `percent`), so no view
+    column needs more than the quotes a leading digit asks for (d5's 3_months_or_less)."""
+    from transforms.catalogue.ees_views import collections, columns
+
+    for coll in collections():
+        odd = [c for c in columns(coll) if not re.fullmatch(r"[a-z0-9_]+", c)]
+        assert not odd, f"{coll.id}: {odd}"
+
+
+def test_a_percent_sign_in_an_ees_column_name_is_read_as_percent(landing):
+    from transforms.ingest.readers import UnreadableFile
+    from transforms.ingest.readers.ees import column_name, read_ees
+
+    assert [column_name(c) for c in ("turnover_rate_fte_%", "Rate%", "\ufeffTime_Period ")] == [
+        "turnover_rate_fte_percent", "rate_percent", "time_period"]
+    row = "2020,Reporting year,Local authority,E92000001,England,E12000001,North East,805,E06000001,Hartlepool"
+    path = put(landing, "published/some_headline_measures.csv",
+               EES_HEADER + ",leaver_fte,turnover_rate_fte_%\n" + row + ",12.5,14.2\n")
+    wide = read_ees(path, schema.collection("published"))
+    assert wide.meta["measures"] == "leaver_fte,turnover_rate_fte_percent"
+    assert wide.tables["published_statistics"]["turnover_rate_fte_percent"].tolist() == ["14.2"]
+    clash = put(landing, "published/clash.csv", EES_HEADER + ",rate_%,rate_percent\n" + row + ",1,2\n")
+    with pytest.raises(UnreadableFile, match="rate_percent"):
+        read_ees(clash, schema.collection("published"))
+
+
 # -- where files go ---------------------------------------------------------------------------------
 def test_an_ees_file_goes_to_its_dataset_collection_and_unclaimed_ones_to_published(landing):
     put(landing, f"published/{C1}", need(EES / C1))

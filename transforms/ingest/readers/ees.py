@@ -18,8 +18,18 @@ from transforms.schema import Collection
 _NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
 
+def column_name(header: str) -> str:
+    """A file's column as it is named in long form, in schemas and in the wide view: trimmed, without a
+    byte-order mark, lower case, and with ``%`` spelt ``percent`` (older files, such as the CSWW headline
+    measures of 2017 to 2022, end names in ``_%``: ``turnover_rate_fte_%`` -> ``turnover_rate_fte_percent``),
+    so that a measure name is an identifier SQL can use without quoting."""
+    name = header.strip().lstrip("\ufeff").lower()
+    name = re.sub(r"(?<=[a-z0-9])%", "_%", name)
+    return name.replace("%", "percent")
+
+
 def is_ees_header(columns: list[str], coll: Collection) -> bool:
-    names = {c.strip().lstrip("\ufeff").lower() for c in columns}
+    names = {column_name(c) for c in columns}
     return set(coll.spec["required_columns"]) <= names
 
 
@@ -34,7 +44,12 @@ def _measure_like(values: pd.Series, symbols: set[str]) -> bool:
 
 def read_ees(path: Path, coll: Collection) -> RawTables:
     df, encoding = read_csv_strings(path)
-    df.columns = ["source_row", *[c.strip().lstrip("\ufeff").lower() for c in df.columns[1:]]]
+    names = [column_name(c) for c in df.columns[1:]]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise UnreadableFile(f"EES file with more than one column named {', '.join(clashes)} "
+                             "(once lower-cased and with % read as percent)")
+    df.columns = ["source_row", *names]
     missing = [c for c in coll.spec["required_columns"] if c not in df.columns]
     if missing:
         raise UnreadableFile(f"EES file without the standard column(s) {', '.join(missing)}")
