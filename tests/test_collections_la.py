@@ -3,6 +3,7 @@ published EES datasets (one schema per published file over the one EES reader, s
 population, statistical neighbours and the Ofsted lists; `csreturns collections` lists them with what the
 repository holds."""
 import csv
+import fnmatch
 import io
 import re
 from collections import Counter
@@ -121,7 +122,12 @@ def test_every_real_ees_file_is_claimed_by_a_dataset_schema_declaring_exactly_it
 
     files = sorted(need(EES).glob("*.csv"))
     assert files
+    declared = schema.collection("published").spec["datasets"]
     for f in files:
+        claimed_by = [d for d, ds in declared.items()
+                      if any(fnmatch.fnmatch(f.name.lower(), p.lower())
+                             for p in ([ds["match"]] if isinstance(ds["match"], str) else ds["match"]))]
+        assert len(claimed_by) <= 1, f"{f.name} is claimed by more than one schema: {claimed_by}"
         arrival = identify(put(landing, f"published/{f.name}", f), landing)
         owner = owning_collection(arrival)
         assert owner != "published", f"{f.name} is claimed by no schema under schemas/ees/"
