@@ -28,6 +28,9 @@ ARROW_TYPES = {
 }
 DUCKDB_TYPES = {"string": "VARCHAR", "date": "DATE", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
 PRIVACY_ACTIONS = {None, "pseudonymise", "pseudonymise_national", "month", "postcode_district", "drop"}
+# What kind of value a column holds, for the cosmetic normalisation before validation (transforms/ingest/
+# normalise.py); declared as ``normalise:`` where the default derived from type, codes and privacy is wrong.
+NORMALISE_KINDS = ("code", "id", "postcode", "boolean", "number", "date", "text")
 
 
 class SchemaError(ValueError):
@@ -47,6 +50,7 @@ class Column:
     privacy: str | None = None
     xml: tuple[str, ...] = ()
     description: str = ""
+    normalise: str | None = None     # one of NORMALISE_KINDS; None: derived (transforms.ingest.normalise.kind_of)
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -229,12 +233,15 @@ def _build_table(coll: Collection, name: str, raw: dict[str, Any], year: int | N
             raise SchemaError(f"{coll.path.name}: {name}.{c['name']} has unknown type {c.get('type')!r}")
         if c.get("privacy") not in PRIVACY_ACTIONS:
             raise SchemaError(f"{coll.path.name}: {name}.{c['name']} has unknown privacy {c.get('privacy')!r}")
+        if c.get("normalise") not in (None, *NORMALISE_KINDS):
+            raise SchemaError(f"{coll.path.name}: {name}.{c['name']} has unknown normalise {c.get('normalise')!r}")
         xml = c.get("xml", c["name"])
         columns.append(Column(
             name=c["name"], out=c.get("as", c["name"].lower()), type=c.get("type", "string"),
             required=bool(c.get("required", False)), codes=_codes(c.get("codes")), pattern=c.get("pattern"),
             min=c.get("min"), max=c.get("max"), privacy=c.get("privacy"),
-            xml=tuple(xml) if isinstance(xml, list) else (xml,), description=c.get("description", "")))
+            xml=tuple(xml) if isinstance(xml, list) else (xml,), description=c.get("description", ""),
+            normalise=c.get("normalise")))
     xml = raw.get("xml", {})
     keys = tuple(raw.get("keys", []))
     for key in keys:

@@ -34,6 +34,7 @@ LEDGER_DOC = {
     "gx_success": "Whether every Great Expectations expectation passed",
     "reason": "Why a file was rejected or is a duplicate", "duplicate_of": "Load that first brought these bytes",
     "replaces": "Earlier loads whose partitions this load replaced (resubmission)",
+    "normalised": "Values made canonical before validation, per 'FIELD: kind' (a code's case or .0 tail, an id's spaces, a postcode's spacing): how many",
 }
 QUARANTINE_DOC = {
     "load_id": "The arrival the row came in", "collection": "Collection", "table_name": "Relation the row was for",

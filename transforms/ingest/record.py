@@ -30,8 +30,8 @@ class LandedFile:
 
     - read: ``raw`` (table -> staged raw Parquet), ``rows_in``, ``meta`` from the reader; or ``problem``
       (the file is rejected whole, its rows counted as quarantined) or ``duplicate_of``;
-    - validate: ``tables`` (one ``TableOutcome`` each) and ``quarantine_rows`` (staged Parquet of the rows
-      a check rejected);
+    - validate: ``normalised`` (cosmetic variants made canonical, counted), ``tables`` (one
+      ``TableOutcome`` each) and ``quarantine_rows`` (staged Parquet of the rows a check rejected);
     - load: commits it and returns its ledger row.
     """
 
@@ -43,6 +43,7 @@ class LandedFile:
     meta: dict[str, str] = field(default_factory=dict)
     tables: dict[str, TableOutcome] = field(default_factory=dict)
     quarantine_rows: str | None = None
+    normalised: dict[str, int] = field(default_factory=dict)   # "FIELD: kind" -> values made canonical
     problem: str | None = None
     duplicate_of: str | None = None
 

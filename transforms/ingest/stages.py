@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from transforms import schema
 from transforms.ingest.landing import Arrival
+from transforms.ingest.normalise import normalise_table
 from transforms.ingest.privacy import Pseudonymiser, protect, protect_raw
 from transforms.ingest.readers import RawTables, UnreadableFile
 from transforms.ingest.readers.csv_tables import read_table
@@ -130,12 +131,12 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             groups.setdefault(key, []).append(landed)
     for (collection_id, name, year, _), members in groups.items():
         coll = schema.collection(collection_id)
-        raw = pd.concat([pd.read_parquet(m.raw[name]).assign(**{BATCH_COLUMN: i}) for i, m in enumerate(members)],
+        spec = None if coll.is_published else coll.table(name, year)
+        raw = pd.concat([_normalised(m, name, spec).assign(**{BATCH_COLUMN: i}) for i, m in enumerate(members)],
                         ignore_index=True)
-        if coll.is_published:
-            spec, suite = None, _published_suite(coll, members[0])
+        if spec is None:
+            suite = _published_suite(coll, members[0])
         else:
-            spec = coll.table(name, year)
             suite = build_suite(spec, coll.date_format, batch_column=BATCH_COLUMN)
         verdict = split(raw, name, suite)
         for i, landed in enumerate(members):
@@ -148,6 +149,17 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
             landed.quarantine_rows = str(path)
     return files
+
+
+def _normalised(landed: LandedFile, name: str, spec: schema.Table | None) -> pd.DataFrame:
+    """A file's raw table with cosmetic variants made canonical (``transforms.ingest.normalise``), counted
+    on the record; published statistics keep their cells as published."""
+    raw = pq.read_table(landed.raw[name])
+    if spec is not None:
+        raw, counts = normalise_table(raw, spec)
+        for key, n in counts.items():
+            landed.normalised[key] = landed.normalised.get(key, 0) + n
+    return raw.to_pandas()
 
 
 def _published_suite(coll: schema.Collection, landed: LandedFile):
@@ -237,7 +249,7 @@ def load_stage(repo: Repository, landed: LandedFile) -> dict:
            "collection": arrival.collection, "table": arrival.table, "tables": list(arrival.tables),
            "dataset": arrival.dataset, "la_code": arrival.la_code, "return_year": arrival.return_year,
            "year_source": arrival.year_source, "received_at": landed.received_at, "gx_success": None,
-           "reason": None, "duplicate_of": None, "replaces": []}
+           "reason": None, "duplicate_of": None, "replaces": [], "normalised": dict(landed.normalised)}
     with repo.writer_lock():
         duplicate = landed.duplicate_of or (repo.loaded_copy_of(arrival.sha256) if landed.problem is None else None)
         if duplicate:

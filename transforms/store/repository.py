@@ -42,6 +42,7 @@ LEDGER_SCHEMA = pa.schema([
     ("status", pa.string()), ("rows_in", pa.int64()), ("rows_loaded", pa.int64()),
     ("rows_quarantined", pa.int64()), ("gx_success", pa.bool_()), ("reason", pa.string()),
     ("duplicate_of", pa.string()), ("replaces", pa.list_(pa.string())),
+    ("normalised", pa.map_(pa.string(), pa.int64())),
 ])
 FAILURE = pa.struct([("field", pa.string()), ("rule", pa.string()), ("message", pa.string())])
 QUARANTINE_SCHEMA = pa.schema([
