@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from transforms import settings
+from transforms import schema, settings
 from transforms.synthetic.common import (  # noqa: F401
     YEAR,
     _add_working_days,
@@ -49,42 +49,31 @@ from transforms.synthetic.linked import write_linked_returns
 SN_MODEL = Path("reference") / "statistical_neighbours" / "sn_model_2025_wide.csv"   # under CSRETURNS_SHARED
 
 
-SSDA903_COLUMNS = {
-    "header": ["CHILD", "SEX", "DOB", "ETHNIC", "UPN", "MOTHER", "MC_DOB"],
-    "episodes": ["CHILD", "DECOM", "RNE", "LS", "CIN", "PLACE", "PLACE_PROVIDER", "DEC", "REC",
-                 "REASON_PLACE_CHANGE", "HOME_POST", "PL_POST", "URN"],
-    "reviews": ["CHILD", "DOB", "REVIEW", "REVIEW_CODE"],
-    "uasc": ["CHILD", "SEX", "DOB", "DUC"],
-    "oc2": ["CHILD", "DOB", "SDQ_SCORE", "SDQ_REASON", "CONVICTED", "HEALTH_CHECK", "IMMUNISATIONS",
-            "TEETH_CHECK", "HEALTH_ASSESSMENT", "SUBSTANCE_MISUSE", "INTERVENTION_RECEIVED",
-            "INTERVENTION_OFFERED"],
-    "oc3": ["CHILD", "DOB", "IN_TOUCH", "ACTIV", "ACCOM"],
-    "ad1": ["CHILD", "DOB", "DATE_INT", "DATE_MATCH", "FOSTER_CARE", "NB_ADOPTR", "SEX_ADOPTR",
-            "LS_ADOPTR"],
-    "placed_for_adoption": ["CHILD", "DOB", "DATE_PLACED", "DATE_PLACED_CEASED", "REASON_PLACED_CEASED"],
-    "previous_permanence": ["CHILD", "DOB", "PREV_PERM", "LA_PERM", "DATE_PERM"],
-    "missing": ["CHILD", "DOB", "MISSING", "MIS_START", "MIS_END"],
-    "sw_episodes": ["CHILD", "DOB", "SW_ID", "SW_DECOM", "SW_DEC", "SW_REASON"],
-}
-SW_EPISODES_FROM = 2024
-DATE_COLUMNS = {"DOB", "MC_DOB", "DECOM", "DEC", "REVIEW", "DUC", "DATE_INT", "DATE_MATCH",
-                "DATE_PLACED", "DATE_PLACED_CEASED", "DATE_PERM", "MIS_START", "MIS_END", "SW_DECOM",
-                "SW_DEC", "PersonBirthDate", "CINreferralDate", "CINclosureDate",
-                "AssessmentActualStartDate", "AssessmentAuthorisationDate", "S47ActualStartDate",
-                "CPPstartDate", "CPPendDate", "CINPlanStartDate", "CINPlanEndDate"}
+# Columns, dates and code lists come from schemas/ (never re-declared here); the generator names two
+# SSDA903 tables (and their files) as councils' exports do.
+SSDA903 = schema.collection("ssda903")
+SCHEMA_TABLE = {"placed_for_adoption": "placed_adoption", "previous_permanence": "prev_perm"}
+SSDA903_TABLES = ("header", "episodes", "reviews", "uasc", "oc2", "oc3", "ad1", "placed_for_adoption",
+                  "previous_permanence", "missing", "sw_episodes")
 
-PLACE_CODES_BASE = ("A3 A4 A5 A6 H5 K1 K2 P1 P2 P3 R1 R2 R3 R5 S1 T0 T1 T2 T3 T4 "
-                    "U1 U2 U3 U4 U5 U6 Z1").split()
+
+def ssda903_columns(table: str) -> list[str]:
+    """The columns of an SSDA903 table in file order, as ``schemas/ssda903.yaml`` declares them."""
+    return SSDA903.table(SCHEMA_TABLE.get(table, table)).names
+
+
+SSDA903_COLUMNS = {name: ssda903_columns(name) for name in SSDA903_TABLES}
+SW_EPISODES_FROM = SSDA903.table("sw_episodes").first_year
+# Every date field of the SSDA903 and CIN census schemas (by field and XML name), where a fault can be a bad
+# date; DATE_PERM is text in the schema (DfE allows a partial date, zz/zz/yyyy) but is written in full here.
+DATE_COLUMNS = {name for coll in ("ssda903", "cin_census") for table in schema.collection(coll).tables()
+                for col in table.columns if col.type == "date" for name in (col.name, *col.xml)} | {"DATE_PERM"}
 
 
 def place_codes(year: int) -> set[str]:
-    """PLACE codes valid in a return year (2025 drops H5 and P2 and adds K3; 2026 adds Z11-Z14)."""
-    codes = set(PLACE_CODES_BASE)
-    if year >= 2025:
-        codes = (codes - {"H5", "P2"}) | {"K3"}
-    if year >= 2026:
-        codes |= {"Z11", "Z12", "Z13", "Z14"}
-    return codes
+    """PLACE codes valid in a return year, from the schema's yearly changes (2025 drops H5 and P2 and adds
+    K3; 2026 adds Z11-Z14)."""
+    return set(SSDA903.table("episodes", year).column("PLACE").codes)
 
 
 # ---- code distributions (rough national shapes; weights need not sum to 1) ----

@@ -141,12 +141,12 @@ def write_xlsx(path: Path, sheets: dict[str, list[tuple[str, str, object]]]) -> 
     overrides += ('<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-'
                   'officedocument.spreadsheetml.sharedStrings+xml"/>')
     path.parent.mkdir(parents=True, exist_ok=True)
+    members = {"[Content_Types].xml": _XLSX_FILES["[Content_Types].xml"].replace("{sheets}", overrides),
+               "_rels/.rels": _XLSX_FILES["_rels/.rels"], "xl/styles.xml": _XLSX_FILES["xl/styles.xml"], **parts}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        z.writestr("[Content_Types].xml", _XLSX_FILES["[Content_Types].xml"].replace("{sheets}", overrides))
-        z.writestr("_rels/.rels", _XLSX_FILES["_rels/.rels"])
-        z.writestr("xl/styles.xml", _XLSX_FILES["xl/styles.xml"])
-        for name, text in parts.items():
-            z.writestr(name, text)
+        for name, text in members.items():  # a fixed timestamp: the same seed gives the same bytes
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), text,
+                       compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
 
 
 def _letters(codes: np.ndarray, order: list[str]) -> np.ndarray:
