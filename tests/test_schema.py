@@ -266,3 +266,72 @@ def test_a_typo_in_the_published_conventions_is_refused(tmp_path):
     with pytest.raises(schema.SchemaError, match=re.escape(
             f"{tmp_path / 'published.yaml'}: unknown key 'supression_symbols' (did you mean 'suppression_symbols'?)")):
         schema.collections(tmp_path)
+
+
+RULE = """\
+collection: cin_census
+rules:
+  - code: "8500"
+    message: "All children must have a sex."
+    tables: [children]
+    fields: [Sex]
+    first_year: 2024
+    sql: SELECT 'children' AS table_name, source_row, child_id FROM children WHERE sex IS NULL
+"""
+
+
+@pytest.mark.parametrize("old, new, refused", [
+    ("    first_year: 2024", "    frist_year: 2024", "rules[0] (8500): unknown key 'frist_year' (did you mean 'first_year'?)"),
+    ("    first_year: 2024", "    first_year: '2024'", "rules[0] (8500): first_year should be a whole number, not '2024'"),
+    ("rules:", "rulez:", "unknown key 'rulez' (did you mean 'rules'?)"),
+])
+def test_a_typo_in_a_rule_file_is_refused_naming_file_and_rule(tmp_path, old, new, refused):
+    from transforms.ingest import rules
+
+    path = write(tmp_path, RULE, "cin_census.yaml")
+    assert [r.code for r in rules.load_rules(path)] == ["8500"]
+    write(tmp_path, changed(RULE, old, new), "cin_census.yaml")
+    with pytest.raises(schema.SchemaError, match=re.escape(f"{path}: {refused}")):
+        rules.load_rules(path)
+
+
+INDICATORS = """\
+indicators:
+  - id: rereferral_12m
+    title: Re-referrals within 12 months
+    definition: Referrals in the period within 365 days of the child's previous referral, as a percentage.
+    numerator: Referrals within 365 days of the child's previous referral
+    denominator: Referrals in the period
+    unit: percent
+    polarity: higher_is_worse
+    source_returns: [cin_census]
+    source_relations: [cin_episodes]
+    child_level: true
+    coverage: [cin_episodes]
+    needs_months: 24
+    reference: "Characteristics of children in need, table C1"
+    lait_measure: "Percentage of re-referrals to children's social care within 12 months"
+    published:
+      dataset: c1_referrals
+      measure: rereferral_percent
+      numerator: {measure: rereferral_count}
+      denominator: {measure: referral_count}
+"""
+
+
+@pytest.mark.parametrize("old, new, refused", [
+    ("    polarity: higher_is_worse", "    polarity: higher_is_worse\n    polartiy: context",
+     "indicators[0] (rereferral_12m): unknown key 'polartiy' (did you mean 'polarity'?)"),
+    ("numerator: {measure: rereferral_count}", "numerator: {mesure: rereferral_count}",
+     "indicators[0] (rereferral_12m).published.numerator: unknown key 'mesure' (did you mean 'measure'?)"),
+    ("    unit: percent", "    unit: per_cent", "indicators[0] (rereferral_12m): unknown unit 'per_cent'"),
+    ("    needs_months: 24\n", "", "indicators[0] (rereferral_12m): child-level indicators declare coverage and needs_months"),
+])
+def test_a_typo_in_the_indicator_catalogue_is_refused_naming_file_and_indicator(tmp_path, old, new, refused):
+    from transforms.analytics import indicators
+
+    path = write(tmp_path, INDICATORS, "indicators.yaml")
+    assert [i["id"] for i in indicators.catalogue(path)] == ["rereferral_12m"]
+    path = write(tmp_path, changed(INDICATORS, old, new), "typo.yaml")
+    with pytest.raises(schema.SchemaError, match=re.escape(f"{path}: {refused}")):
+        indicators.catalogue(path)

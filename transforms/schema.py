@@ -261,7 +261,7 @@ Codes = Annotated[Any, BeforeValidator(_code_list)]
 Regex = Annotated[str, AfterValidator(_regex)]
 MonthDay = Annotated[str, AfterValidator(_month_day)]      # "03-31"
 OneOrMore = Annotated[list[str], BeforeValidator(_one_or_more), Field(min_length=1)]  # "x" or [x, y]
-Text = Annotated[str, Field(min_length=1)]
+Text = Annotated[str, Field(min_length=1)]                  # text that may not be empty
 ColumnType = Literal[tuple(ARROW_TYPES)]
 Privacy = Literal[tuple(sorted(p for p in PRIVACY_ACTIONS if p))]
 NormaliseKind = Literal[NORMALISE_KINDS]
