@@ -300,7 +300,8 @@ class ColumnFields(SchemaModel):
     """Path of the value below the table's XML element (a list: alternative paths, the first present wins);
     default: the column name."""
     case: Literal["sentence"] | None = None
-    """Even out capitalisation before validation (reference reader): sentence = first letter upper case."""
+    """Even out capitalisation before validation (reference reader): sentence = first letter upper case, the
+    rest lower ("Very Close" -> "Very close")."""
     description: str = ""
     """What the column holds, for the column dictionary."""
 
@@ -326,7 +327,7 @@ class TableXml(SchemaModel):
     record: str | None = None
     """Record element of this table when not the collection's."""
     skip_empty: bool = False
-    """Leave out elements with no values."""
+    """Leave out elements whose own columns are all empty."""
 
 
 class TableXlsx(SchemaModel):
