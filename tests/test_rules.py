@@ -148,11 +148,11 @@ def test_a_rule_whose_sql_fails_raises_naming_its_code():
 
 
 @pytest.mark.parametrize("rule_text, problem", [
-    ("{code: '1', message: m, tables: [episodes], fields: [A]}", "missing sql"),
+    ("{code: '1', message: m, tables: [episodes], fields: [A]}", "missing key 'sql'"),
     ("{code: '1', message: m, tables: [referrals], fields: [A], sql: SELECT 1}", "has no table referrals"),
     ("{code: '1', message: m, tables: [episodes], fields: [A], sql: SELECT 1, first_year: 2025, last_year: 2024}",
      "first_year 2025 is after last_year 2024"),
-    ("{code: '1', message: m, tables: [episodes], fields: [A], sql: SELECT 1, year: 2024}", "unknown keys year"),
+    ("{code: '1', message: m, tables: [episodes], fields: [A], sql: SELECT 1, year: 2024}", "unknown key 'year'"),
 ])
 def test_rule_files_are_checked_when_loaded(tmp_path, rule_text, problem):
     path = tmp_path / "cin_census.yaml"

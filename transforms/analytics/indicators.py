@@ -21,11 +21,13 @@ import json
 import logging
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
 
 import duckdb
 import pandas as pd
-import yaml
+from pydantic import Field, model_validator
 
+from transforms import schema
 from transforms.schema import SCHEMA_DIR
 from transforms.sql import create_table_from_frame, literal
 from transforms.workdays import working_day_calendar
@@ -70,26 +72,89 @@ CATALOGUE_COLUMNS = {
     "published_denominator": ("VARCHAR", "Published denominator: measure(s) and breakdowns (JSON)"),
     "caveats": ("VARCHAR", "What to bear in mind"),
 }
-REQUIRED = ("id", "title", "definition", "numerator", "denominator", "unit", "polarity", "source_returns",
-            "reference", "lait_measure", "child_level")
+class PublishedPart(schema.SchemaModel):
+    """A published figure: one measure, or the sum of several, under a breakdown filter."""
+    measure: str | None = None
+    """Measure column (as the EES file names it)."""
+    measures: list[str] | None = None
+    """Measure columns summed (a figure only where all are present)."""
+    breakdowns: dict[str, str] | None = None
+    """Breakdown filter (default: the counterpart's)."""
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.measure is None) == (self.measures is None):
+            raise schema.invalid("declares either measure or measures", whole=True)
+        return self
+
+
+class PublishedCounterpart(schema.SchemaModel):
+    """The indicator as DfE publishes it, read from published_statistics."""
+    dataset: schema.Text
+    """Dataset in published_statistics (an ees schema's ``dataset``)."""
+    measure: schema.Text
+    """Measure column of the value."""
+    breakdowns: dict[str, str] | None = None
+    """Breakdown filter of the value (and, by default, of its numerator and denominator)."""
+    numerator: PublishedPart
+    denominator: PublishedPart
+
+
+class Indicator(schema.SchemaModel):
+    """One indicator of ``schemas/indicators/indicators.yaml`` (its header comment describes the fields)."""
+    id: schema.Text
+    title: schema.Text
+    definition: schema.Text
+    numerator: schema.Text
+    """What the numerator counts."""
+    denominator: schema.Text
+    """What the denominator counts."""
+    unit: Literal[tuple(UNITS)]
+    """percent, rate_per_10k or ratio (UNITS: the scale of numerator / denominator)."""
+    polarity: Literal[tuple(sorted(POLARITIES))]
+    """higher_is_worse, lower_is_worse or context (no better direction: watch for sharp change)."""
+    source_returns: Annotated[list[str], Field(min_length=1)]
+    """Returns or datasets it is computed from."""
+    source_relations: list[str] = []
+    """Catalogue relations the child-level SQL reads."""
+    child_level: bool
+    """Computed from child-level returns (false: published figures only)."""
+    coverage: list[str] = []
+    """Relations that must hold a council's return for every return year the indicator reads."""
+    needs_months: Annotated[int, Field(ge=1)] | None = None
+    """Months of returns the definition reads, ending at the period end."""
+    monthly: bool = False
+    """Also computed per calendar month (event indicators only)."""
+    reference: schema.Text
+    """DfE publication table the definition follows."""
+    lait_measure: schema.Text
+    """Matching measure in DfE's LA Interactive Tool (LAIT)."""
+    published: PublishedCounterpart | None = None
+    caveats: str | None = None
+
+    @model_validator(mode="after")
+    def _child_level(self):
+        if self.child_level and not (self.coverage and self.needs_months):
+            raise schema.invalid("child-level indicators declare coverage and needs_months", whole=True)
+        return self
+
+
+class IndicatorCatalogue(schema.SchemaModel):
+    indicators: Annotated[list[Indicator], Field(min_length=1)]
 
 
 @lru_cache(maxsize=None)
 def _load(path: str) -> tuple[dict, ...]:
-    items = yaml.safe_load(Path(path).read_text(encoding="utf-8"))["indicators"]
+    """The catalogue's indicators as declared (mappings), validated by ``IndicatorCatalogue``
+    (``schema.SchemaError`` naming the file and key path)."""
+    data = schema.read_yaml(path)
+    schema.parse(IndicatorCatalogue, data, path)
     seen = set()
-    for item in items:
-        missing = [k for k in REQUIRED if k not in item]
-        if missing:
-            raise ValueError(f"indicator {item.get('id')!r}: missing {', '.join(missing)}")
-        if item["unit"] not in UNITS or item["polarity"] not in POLARITIES:
-            raise ValueError(f"indicator {item['id']!r}: unit or polarity not recognised")
-        if item["child_level"] and not (item.get("coverage") and item.get("needs_months")):
-            raise ValueError(f"indicator {item['id']!r}: child-level indicators declare coverage and needs_months")
+    for i, item in enumerate(data["indicators"]):
         if item["id"] in seen:
-            raise ValueError(f"indicator {item['id']!r} declared twice")
+            raise schema.SchemaError(f"{schema.shown(path)}: indicators[{i}] ({item['id']}): declared twice")
         seen.add(item["id"])
-    return tuple(items)
+    return tuple(data["indicators"])
 
 
 def catalogue(path: Path | None = None) -> list[dict]:

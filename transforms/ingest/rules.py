@@ -48,13 +48,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Annotated, Any, Iterable, Mapping
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
+from pydantic import BeforeValidator, Field, model_validator
 
 from transforms import schema, workdays
 from transforms.store.repository import Partition, Repository, new_load_id
@@ -91,13 +91,15 @@ ERRORS_DOC = {
     "source_row": "Line (CSV) or element line (XML) in the source file; null for a return-level failure",
     "fields": "Fields of the return the rule is about", "message": "DfE's message for the rule",
 }
-REQUIRED = ("code", "message", "tables", "fields", "sql")
-OPTIONAL = ("first_year", "last_year", "note")
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class RuleError(ValueError):
     """A rule file is malformed, or a rule's SQL failed (a bug in the rule: the message names its code)."""
+
+
+class RuleFileError(RuleError, schema.SchemaError):
+    """A rule file is malformed (raised when it loads, naming the file and the rule)."""
 
 
 @dataclass(frozen=True)
@@ -118,40 +120,66 @@ class Rule:
 
 
 # -- rule files ------------------------------------------------------------------------------------
+class RuleSpec(schema.SchemaModel):
+    """One rule as declared in ``schemas/rules/<collection>.yaml``. A key not declared here is refused when the
+    file loads. To add one: declare it below with its type, default and a docstring, carry it onto ``Rule``
+    in ``load_rules``, and describe it in ``RULES_DOC`` if the catalogue's ``validation_rules`` shows it."""
+    code: Annotated[schema.Text, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)]
+    """DfE rule code, verbatim; quote it ("101", "8500", "1510Q"). Unique within the file."""
+    message: schema.Text
+    """DfE's message for the rule, verbatim."""
+    tables: Annotated[list[str], Field(min_length=1)]
+    """Tables of the collection the SQL reads (short names: episodes, children, ...)."""
+    fields: Annotated[list[str], Field(min_length=1)]
+    """Fields of the return (as councils send them) the rule is about, for the error report."""
+    sql: schema.Text
+    """A SELECT returning one row per failure: table_name, source_row, child_id (see the module docstring)."""
+    first_year: int | None = None
+    """First return year the rule applies to (none: from the start)."""
+    last_year: int | None = None
+    """Last return year the rule applies to (none: still in force)."""
+    note: str | None = None
+    """How csreturns adapts the rule (e.g. dates of birth kept to the month)."""
+
+    @model_validator(mode="after")
+    def _years(self):
+        if self.first_year is not None and self.last_year is not None and self.first_year > self.last_year:
+            raise schema.invalid(f"first_year {self.first_year} is after last_year {self.last_year}", whole=True)
+        return self
+
+
+class RuleFile(schema.SchemaModel):
+    """A rule file: the collection its rules check, and the rules."""
+    collection: schema.Text
+    """Collection id (schemas/<collection>.yaml)."""
+    rules: list[RuleSpec] = []
+
+
 def load_rules(path: Path) -> list[Rule]:
-    """Read and check one rule file: required keys, unique codes, known tables, a SELECT to run."""
+    """Read and check one rule file (``RuleFileError``, also a ``schema.SchemaError``, naming the file and the
+    rule): known keys of the right types, unique codes, a known collection and its tables."""
     path = Path(path)
-    spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    collection_id = spec.get("collection")
     try:
-        coll = schema.collection(collection_id)
+        declared = schema.parse(RuleFile, schema.read_yaml(path) or {}, path)
+    except schema.SchemaError as exc:
+        raise RuleFileError(str(exc)) from None
+    try:
+        coll = schema.collection(declared.collection)
     except KeyError:
-        raise RuleError(f"{path.name}: unknown collection {collection_id!r}") from None
+        raise RuleFileError(f"{schema.shown(path)}: unknown collection {declared.collection!r}") from None
     out, seen = [], set()
-    for i, raw in enumerate(spec.get("rules") or []):
-        where = f"{path.name} rule #{i + 1} ({raw.get('code', '?')})"
-        missing = [k for k in REQUIRED if not raw.get(k)]
-        if missing:
-            raise RuleError(f"{where}: missing {', '.join(missing)}")
-        unknown = set(raw) - set(REQUIRED) - set(OPTIONAL)
-        if unknown:
-            raise RuleError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
-        code = str(raw["code"])
-        if code in seen:
-            raise RuleError(f"{path.name}: code {code} declared twice")
-        seen.add(code)
-        tables = tuple(raw["tables"])
-        bad = [t for t in tables if t not in coll.table_names]
+    for i, raw in enumerate(declared.rules):
+        where = f"{schema.shown(path)}: rules[{i}] ({raw.code})"
+        if raw.code in seen:
+            raise RuleFileError(f"{where}: code {raw.code} declared twice")
+        seen.add(raw.code)
+        bad = [t for t in raw.tables if t not in coll.table_names]
         if bad:
-            raise RuleError(f"{where}: {collection_id} has no table {', '.join(bad)}; "
-                            f"it has {', '.join(coll.table_names)}")
-        first, last = raw.get("first_year"), raw.get("last_year")
-        if first is not None and last is not None and int(first) > int(last):
-            raise RuleError(f"{where}: first_year {first} is after last_year {last}")
-        out.append(Rule(collection=collection_id, code=code, message=str(raw["message"]).strip(),
-                        tables=tables, fields=tuple(str(f) for f in raw["fields"]), sql=raw["sql"],
-                        first_year=None if first is None else int(first),
-                        last_year=None if last is None else int(last), note=raw.get("note")))
+            raise RuleFileError(f"{where}: {coll.id} has no table {', '.join(bad)}; "
+                                f"it has {', '.join(coll.table_names)}")
+        out.append(Rule(collection=coll.id, code=raw.code, message=raw.message.strip(), tables=tuple(raw.tables),
+                        fields=tuple(raw.fields), sql=raw.sql, first_year=raw.first_year, last_year=raw.last_year,
+                        note=raw.note))
     return out
 
 
