@@ -40,11 +40,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transforms import scenarios  # noqa: E402
 from transforms.analytics.early_warning import FUNNEL_METHOD, SPC_METHODS  # noqa: E402
 from transforms.catalogue.build import publish  # noqa: E402
 from transforms.run import ingest  # noqa: E402
 from transforms.store.repository import Repository  # noqa: E402
+from transforms.synthetic import scenarios  # noqa: E402
+
 
 def _months(a: date, b: date) -> int:
     return (b.year - a.year) * 12 + b.month - a.month

@@ -28,11 +28,17 @@ def cin_message(la_code: str, children: str) -> str:
 """
 
 
+UPNS = {"A1": "L301202400001", "B2": "A301202400002", "C3": "P301202400003"}  # valid check letters, council 301
+# A return of three children always draws DfE's return-level query 2887Q (fewer than 8 children recorded with
+# no disability): it has no row, and the tests about rows leave it aside.
+RETURN_QUERIES = {"2887Q"}
+
+
 def child(child_id: str, closure: str, cp_end: str) -> str:
     """A child referred on 6 June 2023, closed on ``closure``, whose CP plan (from 20 June) ended on ``cp_end``."""
     return f"""
     <Child>
-      <ChildIdentifiers><LAchildID>{child_id}</LAchildID><UPN>A123456789123</UPN><PersonBirthDate>2015-03-27</PersonBirthDate><Sex>1</Sex></ChildIdentifiers>
+      <ChildIdentifiers><LAchildID>{child_id}</LAchildID><UPN>{UPNS[child_id]}</UPN><PersonBirthDate>2015-03-27</PersonBirthDate><Sex>1</Sex></ChildIdentifiers>
       <ChildCharacteristics><Ethnicity>WBRI</Ethnicity><Disabilities><Disability>NONE</Disability></Disabilities></ChildCharacteristics>
       <CINdetails>
         <CINreferralDate>2023-06-06</CINreferralDate><ReferralSource>1A</ReferralSource><PrimaryNeedCode>N1</PrimaryNeedCode>
@@ -79,7 +85,9 @@ def catalogue(repo_root: Path, query: str):
 def test_known_errors_in_a_cin_return_reach_validation_errors_with_their_source_rows(loaded):
     _, repo_root, rows = loaded
     found = catalogue(repo_root, """SELECT code, table_name, source_row, fields, load_id, la_code, return_year
-                                    FROM validation_errors ORDER BY code""")
+                                    FROM validation_errors WHERE code <> '2887Q' ORDER BY code""")
+    assert catalogue(repo_root, "SELECT table_name, source_row FROM validation_errors WHERE code = '2887Q'") == [
+        ("disabilities", None)]
     load_id = rows[0]["load_id"]
     assert found == [
         ("8565", "episodes", line_of(WITH_ERRORS, "CINdetails", 2),
@@ -127,7 +135,11 @@ def test_errors_command_writes_csv_and_xlsx_one_row_per_failing_record_and_rule(
     assert main(["errors", "--repo", str(repo_root), "--la", "301", "--collection", "cin_census",
                  "--year", "2024", "--out", str(tmp_path)]) == 0
     csv = pd.read_csv(tmp_path / "errors_cin_census_301_2024.csv", dtype=str)
-    assert list(csv.columns) == ["la", "year", "file", "source_row", "child_id", "table", "fields", "code", "message"]
+    assert list(csv.loc[csv["code"].isin(RETURN_QUERIES), "severity"]) == ["query"]
+    csv = csv[~csv["code"].isin(RETURN_QUERIES)]
+    assert list(csv.columns) == ["severity", "la", "year", "file", "source_row", "child_id", "table", "fields",
+                                 "code", "message"]
+    assert set(csv["severity"]) == {"error"}  # (2887Q, a query, comes after them: errors first)
     assert set(csv["la"]) == {"301"} and set(csv["year"]) == {"2024"}
     assert sorted(zip(csv["code"], csv["table"], csv["source_row"].astype(int))) == [
         ("8565", "episodes", line_of(WITH_ERRORS, "CINdetails", 2)),
@@ -136,10 +148,37 @@ def test_errors_command_writes_csv_and_xlsx_one_row_per_failing_record_and_rule(
     assert set(csv["file"]) == {"301/cin/CIN_Census_2024.xml"}
     assert not csv["child_id"].isin(["A1", "B2", "C3"]).any()  # pseudonymised, never the council's id
     book = openpyxl.load_workbook(tmp_path / "errors_cin_census_301_2024.xlsx", read_only=True)
-    assert book.sheetnames == ["errors", "about"]
-    assert len(list(book["errors"].iter_rows())) == 1 + len(csv)
+    assert book.sheetnames == ["errors", "queries", "summary", "about"]
+    assert len(list(book["errors"].iter_rows())) == 1 + len(csv)  # the errors sheet: errors only
+    summary = [tuple(c.value for c in r) for r in book["summary"].iter_rows(min_row=2)]
+    assert [(row[0], row[1], row[3]) for row in summary] == [
+        ("error", "8565", 1), ("error", "8630", 1), ("error", "8925", 1), ("query", "2887Q", 1)]
+    assert len(list(book["queries"].iter_rows())) == 2
     assert "pseudonymised" in " ".join(str(r[0].value) for r in book["about"].iter_rows())
     assert "pseudonymised" in capsys.readouterr().out
+
+
+def test_errors_command_refuses_a_return_that_was_never_received(loaded, tmp_path, capsys):
+    from transforms.cli import main
+
+    _, repo_root, _ = loaded
+    code = main(["errors", "--repo", str(repo_root), "--la", "302", "--collection", "cin_census",
+                 "--year", "2024", "--out", str(tmp_path)])
+    assert code != 0
+    assert "no cin_census return has been received for council 302" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # no empty "clean" report
+
+
+def test_row_checks_with_a_dfe_code_join_the_report_in_dfes_terms(tmp_path):
+    landing, repo_root = tmp_path / "landing", tmp_path / "repository"
+    put(landing, "301/ssda903/year=2024/header.csv",
+        "CHILD,SEX,DOB,ETHNIC,UPN,MOTHER,MC_DOB\n1001,1,15/06/2010,WBRI,,,\n1002,1,31/02/2011,XXXX,,,\n")
+    ingest(landing, repo_root, refresh=False)
+    report = error_report.error_report(Repository(repo_root), "ssda903", "301", 2024)
+    row = report[report["source_row"] == 3]
+    assert sorted(row["code"]) == ["102", "103"]
+    assert set(row["message"]) == {rules.rule("ssda903", "102").message, rules.rule("ssda903", "103").message}
+    assert not report["message"].str.contains("31/02/2011|XXXX").any()  # no value of the return
 
 
 def test_a_resubmission_replaces_the_earlier_errors_of_the_return(tmp_path):
@@ -147,21 +186,21 @@ def test_a_resubmission_replaces_the_earlier_errors_of_the_return(tmp_path):
     put(landing, "301/cin/CIN_Census_2024.xml", WITH_ERRORS)
     first = ingest(landing, repo_root, refresh=False)[0]["load_id"]
     repo = Repository(repo_root)
-    assert set(rules.current_errors(repo, "cin_census", "301", 2024)["code"]) == {"8565", "8630", "8925"}
+    assert set(rules.current_errors(repo, "cin_census", "301", 2024)["code"]) - RETURN_QUERIES == {"8565", "8630", "8925"}
     put(landing, "301/cin/CIN_Census_2024_resubmitted.xml", CORRECTED)
     second = ingest(landing, repo_root, only_new=True, refresh=False)[0]["load_id"]
-    assert rules.current_errors(repo, "cin_census", "301", 2024).empty
+    assert set(rules.current_errors(repo, "cin_census", "301", 2024)["code"]) == RETURN_QUERIES
     # both checks are kept, immutable, one file per load
     kept = {p.stem for p in (repo_root / rules.ERRORS_DIR).glob("*.parquet")}
     assert kept == {first, second}
-    assert len(pd.read_parquet(repo_root / rules.ERRORS_DIR / f"{first}.parquet")) == 3
+    assert len(pd.read_parquet(repo_root / rules.ERRORS_DIR / f"{first}.parquet")) == 3 + len(RETURN_QUERIES)
 
 
 def test_each_loaded_file_gets_its_own_error_report_beside_the_repository(loaded):
     _, repo_root, rows = loaded
     written = error_report.write_file_reports(Repository(repo_root), rows)
     assert [p.relative_to(repo_root).parts[:4] for p in written] == [("errors", "cin_census", "301", "2024")]
-    assert sorted(pd.read_csv(written[0], dtype=str)["code"]) == ["8565", "8630", "8925"]
+    assert sorted(pd.read_csv(written[0], dtype=str)["code"]) == ["2887Q", "8565", "8630", "8925"]
 
 
 def test_check_rules_runs_after_load_and_before_publish_in_the_collection_dag():
@@ -185,4 +224,4 @@ def test_the_collection_dag_checks_rules_and_writes_each_files_error_report(tmp_
     assert {ti.task_id for ti in run.get_task_instances() if ti.state == "success"} >= {"load", "check_rules", "publish"}
     reports = list((repo_root / "errors" / "cin_census" / "301" / "2024").glob("CIN_Census_2024.xml.*.csv"))
     assert len(reports) == 1
-    assert sorted(pd.read_csv(reports[0], dtype=str)["code"]) == ["8565", "8630", "8925"]
+    assert sorted(pd.read_csv(reports[0], dtype=str)["code"]) == ["2887Q", "8565", "8630", "8925"]

@@ -197,3 +197,45 @@ def test_every_rule_runs_on_an_empty_return_of_every_year_it_applies_to(collecti
                     assert rules._run_rule(con, r, year).empty, f"rule {r.code} flags an empty {year} return"
         finally:
             con.close()
+
+
+# -- DfE codes on row checks, reference data ------------------------------------------------------------
+def test_row_checks_carry_the_dfe_code_the_schema_declares():
+    from transforms import schema
+    from transforms.ingest.validate import build_suite
+
+    coll = schema.collection("ssda903")
+    suite = build_suite(coll.table("header", 2026), coll.date_format)
+    codes = {(e.meta["field"], e.meta["rule"]): e.meta.get("dfe_code") for e in suite.expectations}
+    assert codes[("ETHNIC", "code_list")] == "103"
+    assert codes[("DOB", "date")] == "102"
+    cin = schema.collection("cin_census")
+    suite = build_suite(cin.table("cp_plans", 2026), cin.date_format)
+    assert {e.meta.get("dfe_code") for e in suite.expectations if e.meta["field"] == "LatestCategoryOfAbuse"} == {"8910"}
+
+
+def test_a_dfe_rule_for_an_unknown_row_check_is_a_schema_error(tmp_path):
+    from transforms import schema
+
+    text = (schema.SCHEMA_DIR / "ssda903.yaml").read_text(encoding="utf-8").replace(
+        'dfe_rules: {code_list: "101"}', 'dfe_rules: {spelling: "101"}', 1)
+    path = tmp_path / "ssda903.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(schema.SchemaError, match=r"dfe_rules: unknown key 'spelling' \(one of .*code_list"):
+        schema.load_collection(path).table("header", 2024)
+
+
+def test_placements_are_located_with_the_ons_postcode_directory():
+    con = rules._base().cursor()
+    try:
+        con.execute("""CREATE TEMP TABLE episodes AS SELECT * FROM (VALUES ('SO14 7LY', 'sw1a1aa'), ('EH1 1AA', 'ZZ9 9ZZ'))
+                       t(home_post, pl_post)""")
+        from transforms.ingest.reference_data import install_for_return
+        install_for_return(con, {"episodes"})
+        got = con.execute("""SELECT placement_la(home_post), placement_la(pl_post), placement_distance(home_post, pl_post)
+                             FROM episodes""").fetchall()
+    finally:
+        con.close()
+    # Southampton (unitary), Westminster (inner London borough), Edinburgh; the straight line is about 69 miles
+    assert got[0][:2] == ("E06000045", "E09000033") and 60 < got[0][2] < 80
+    assert got[1] == ("SCO", None, None)

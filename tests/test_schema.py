@@ -88,11 +88,13 @@ def test_unquoted_yes_no_codes_are_refused_because_yaml_reads_them_as_booleans(t
 # -- every file under schemas/ is read into a typed model that refuses what it does not know -------------------
 def test_every_yaml_file_under_schemas_is_read_by_a_loader_that_validates_it():
     from transforms.analytics import indicators
-    from transforms.ingest import rules
+    from transforms.ingest import reference_data, rules
 
     read = {c.path.resolve() for c in schema.collections().values()}
     read |= {p.resolve() for p in rules.RULES_DIR.glob("*.yaml")}
     read.add(indicators.CATALOGUE_FILE.resolve())
+    read.add(reference_data.LA_CODES_FILE.resolve())
+    assert len(reference_data.la_codes()) > 150
     assert set(schema.SCHEMA_DIR.resolve().rglob("*.yaml")) == read
     assert all(c.declared is not None for c in schema.collections().values())
     assert rules.collections_with_rules() and rules.rules("ssda903")

@@ -80,6 +80,7 @@ def cmd_errors(args) -> int:
     """The DfE validation-rule error report of one return, as CSV and XLSX, for the council's data team."""
     from transforms.ingest.error_report import (
         PSEUDONYM_NOTE,
+        NoReturn,
         error_report,
         write_report,
     )
@@ -90,14 +91,19 @@ def cmd_errors(args) -> int:
     if args.recheck:
         load_id = latest_load(repo, args.collection, args.la, args.year)
         if load_id is None:
-            print(f"no {args.collection} return for {args.la} {args.year} in {repo.root}")
-            return 1
+            print(f"no {args.collection} return for {args.la} {args.year} in {repo.root}", file=sys.stderr)
+            return 2
         check_return(repo, args.collection, args.la, args.year, load_id)
-    report = error_report(repo, args.collection, args.la, args.year)
+    try:
+        report = error_report(repo, args.collection, args.la, args.year)
+    except NoReturn as exc:
+        print(f"refused: {exc} (repository {repo.root})", file=sys.stderr)
+        return 2
     stem = f"errors_{args.collection}_{args.la}_{args.year}"
     csv_path, xlsx_path = write_report(report, Path(args.out), stem)
-    print(f"{len(report)} failing record(s) x rule for {args.collection} {args.la} {args.year} "
-          f"({report['code'].nunique()} rule(s)): {csv_path} {xlsx_path}")
+    n_errors = int((report["severity"] == "error").sum())
+    print(f"{n_errors} error(s) and {len(report) - n_errors} quer(y/ies) for {args.collection} {args.la} "
+          f"{args.year} ({report['code'].nunique()} rule(s)): {csv_path} {xlsx_path}")
     print(PSEUDONYM_NOTE)
     return 0
 

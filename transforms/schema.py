@@ -30,7 +30,15 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import pyarrow as pa
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -59,6 +67,8 @@ UNITS = {  # EES measure units
     "amount": (0, None, "amount in pounds"),
     "number": (None, None, "number (may be negative)"),
 }
+# The row checks (transforms/ingest/validate.py) a column's ``dfe_rules:`` may give a DfE rule code.
+DFE_RULE_CHECKS = ("required", "code_list", "date", "whole_number", "boolean", "pattern")
 
 
 class SchemaError(ValueError):
@@ -157,6 +167,9 @@ def _problem(err: dict, data: Any) -> str:
     if key == "[key]":       # a mapping's key of the wrong type: loc ends (..., key, '[key]')
         key = loc.pop()
         where = _key_path(loc, data)
+        if kind == "literal_error":
+            return (f"{where + ': ' if where else ''}unknown key {key!r} "
+                    f"(one of {err['ctx']['expected'].replace(' or ', ', ')})")
         return f"{where + ': ' if where else ''}key {key!r} should be {_TYPE_WORDS.get(kind, kind)}"
     if isinstance(key, int):  # a list item or a year: the path names it
         loc.append(key)
@@ -265,6 +278,7 @@ Text = Annotated[str, Field(min_length=1)]                  # text that may not 
 ColumnType = Literal[tuple(ARROW_TYPES)]
 Privacy = Literal[tuple(sorted(p for p in PRIVACY_ACTIONS if p))]
 NormaliseKind = Literal[NORMALISE_KINDS]
+DfeRuleCheck = Literal[DFE_RULE_CHECKS]
 Unit = Literal[tuple(UNITS)]
 
 
@@ -296,6 +310,9 @@ class ColumnFields(SchemaModel):
     normalise: NormaliseKind | None = None
     """Kind of value for the cosmetic normalisation before validation (transforms/ingest/normalise.py);
     none: derived from type, codes and privacy."""
+    dfe_rules: dict[DfeRuleCheck, Text] | None = None
+    """DfE's validation-rule code for a row check of this column, by check (``DFE_RULE_CHECKS``), e.g.
+    ``{code_list: "103"}``: the error report gives a row failing that check DfE's code and message."""
     xml: OneOrMore | None = None
     """Path of the value below the table's XML element (a list: alternative paths, the first present wins);
     default: the column name."""
@@ -637,6 +654,9 @@ class Column:
     xml: tuple[str, ...] = ()
     description: str = ""
     normalise: str | None = None     # one of NORMALISE_KINDS; None: derived (transforms.ingest.normalise.kind_of)
+    # DfE's validation-rule code for a row check of this column, by check (DFE_RULE_CHECKS), e.g.
+    # {code_list: "103"}: the error report gives a quarantined row that code and DfE's message.
+    dfe_rules: tuple[tuple[str, str], ...] = ()
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -820,14 +840,15 @@ def _codes(codes: Any) -> dict[str, str] | None:
 
 def _build_table(coll: Collection, name: str, raw: dict[str, Any], year: int | None, notes) -> Table:
     columns = []
-    for c in raw["columns"]:  # validated by ColumnSpec: type, privacy and normalise are known
+    for c in raw["columns"]:  # validated by ColumnSpec: type, privacy, normalise and dfe_rules are known
         xml = c.get("xml") or c["name"]
+        dfe_rules = c.get("dfe_rules") or {}
         columns.append(Column(
             name=c["name"], out=c.get("as") or c["name"].lower(), type=c.get("type", "string"),
             required=bool(c.get("required", False)), codes=_codes(c.get("codes")), pattern=c.get("pattern"),
             min=c.get("min"), max=c.get("max"), privacy=c.get("privacy"),
             xml=tuple(xml) if isinstance(xml, list) else (xml,), description=c.get("description", ""),
-            normalise=c.get("normalise")))
+            normalise=c.get("normalise"), dfe_rules=tuple((k, str(v)) for k, v in dfe_rules.items())))
     xml = raw.get("xml", {})
     keys = tuple(raw.get("keys", []))
     for key in keys:

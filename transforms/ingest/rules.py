@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Mapping
+from typing import Annotated, Any, Iterable, Literal, Mapping
 
 import duckdb
 import pandas as pd
@@ -91,6 +91,7 @@ ERRORS_DOC = {
     "source_row": "Line (CSV) or element line (XML) in the source file; null for a return-level failure",
     "fields": "Fields of the return the rule is about", "message": "DfE's message for the rule",
 }
+SEVERITIES = ("error", "query")  # as DfE's portal groups them: errors block a return, queries need a reason
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -113,6 +114,7 @@ class Rule:
     first_year: int | None = None
     last_year: int | None = None
     note: str | None = None
+    severity: str = "error"
 
     def applies_to(self, year: int) -> bool:
         return (self.first_year is None or year >= self.first_year) and (
@@ -140,6 +142,9 @@ class RuleSpec(schema.SchemaModel):
     """Last return year the rule applies to (none: still in force)."""
     note: str | None = None
     """How csreturns adapts the rule (e.g. dates of birth kept to the month)."""
+    severity: Literal["error", "query"] | None = None
+    """As DfE's portal groups failures: an error blocks the return, a query needs an explanation (none: a
+    query when the code ends in Q, else an error)."""
 
     @model_validator(mode="after")
     def _years(self):
@@ -177,9 +182,10 @@ def load_rules(path: Path) -> list[Rule]:
         if bad:
             raise RuleFileError(f"{where}: {coll.id} has no table {', '.join(bad)}; "
                                 f"it has {', '.join(coll.table_names)}")
-        out.append(Rule(collection=coll.id, code=raw.code, message=raw.message.strip(), tables=tuple(raw.tables),
-                        fields=tuple(raw.fields), sql=raw.sql, first_year=raw.first_year, last_year=raw.last_year,
-                        note=raw.note))
+        severity = raw.severity or ("query" if raw.code.endswith("Q") else "error")
+        out.append(Rule(collection=coll.id, code=raw.code, message=raw.message.strip(), severity=severity,
+                        tables=tuple(raw.tables), fields=tuple(raw.fields), sql=raw.sql, first_year=raw.first_year,
+                        last_year=raw.last_year, note=raw.note))
     return out
 
 
@@ -272,7 +278,16 @@ def _base() -> duckdb.DuckDBPyConnection:
     con.execute("""CREATE MACRO working_days_between(a, b) AS
         CASE WHEN CAST(b AS DATE) >= CAST(a AS DATE) THEN _workday_index(b) - _workday_index(a)
              ELSE _workday_index(CAST(b AS DATE) + 1) - _workday_index(CAST(a AS DATE) + 1) END""")
+    _reference(con)
     return con
+
+
+def _reference(con: duckdb.DuckDBPyConnection) -> None:
+    """Reference data for the rules: ``postcodes``, ``authorities``, ``la_codes`` and the macros
+    ``placement_la(postcode)``, ``placement_distance(home, placement)`` (see ``reference_data``)."""
+    from transforms.ingest import reference_data
+
+    reference_data.install(con)
 
 
 def _table_sql(name: str, columns: dict[str, str], source: str | None, present: set[str], la_code, year) -> str:
@@ -315,7 +330,17 @@ def connect(coll: schema.Collection, return_year: int, current: Mapping[str, str
             statements.append(_table_sql(table, columns, source, present, la_code, year))
     con.execute(";\n".join(statements))
     con.unregister("_codes_df")
+    _reference_for_return(con, coll, only)
     return con
+
+
+def _reference_for_return(con: duckdb.DuckDBPyConnection, coll: schema.Collection, only: set[str] | None) -> None:
+    """The reference rows this return needs (``return_postcodes``, see ``reference_data``)."""
+    from transforms.ingest import reference_data
+
+    if "episodes" in coll.table_names and "pl_post" in table_columns(coll, "episodes"):
+        made = {t for n in coll.table_names for t in (n, f"previous_{n}") if only is None or t in only}
+        reference_data.install_for_return(con, made)
 
 
 def _run_rule(con: duckdb.DuckDBPyConnection, r: Rule, return_year: int) -> pd.DataFrame:

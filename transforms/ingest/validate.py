@@ -73,10 +73,12 @@ def _meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
 
 def build_suite(table: Table, date_format: str, batch_column: str | None = None) -> gx.ExpectationSuite:
     """The GX suite for a table as collected in ``table.year``. With ``batch_column``, rows of several
-    files are validated together and keys need only be unique within each file."""
+    files are validated together and keys need only be unique within each file. A check the column's
+    ``dfe_rules`` names carries DfE's rule code in its meta (``dfe_code``)."""
     expectations: list = []
     for col in table.columns:
         name = col.name
+        start = len(expectations)
         if col.required:
             expectations.append(gxe.ExpectColumnToExist(column=name, meta=_meta(name, "structure", "required column")))
             expectations.append(gxe.ExpectColumnValuesToNotBeNull(
@@ -105,6 +107,10 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
             expectations.append(gxe.ExpectColumnValuesToMatchRegex(
                 column=name, regex=col.pattern,
                 meta=_meta(name, "pattern", f"{name} {{value!r}} does not match {col.pattern}")))
+        dfe = dict(col.dfe_rules)
+        for e in expectations[start:]:
+            if e.meta and e.meta.get("rule") in dfe:
+                e.meta["dfe_code"] = dfe[e.meta["rule"]]
     keys = list(table.keys)
     if keys:
         label = ", ".join(keys)
