@@ -287,3 +287,30 @@ def test_a_batch_of_returns_finds_for_each_what_it_finds_alone(collection):
         if code in chosen and kind == "fail":
             i = [r for _, _, r in returns].index(ret)
             assert _flags(batch[i]) == _flags(rules.run_batch([ret])[0]), f"{collection} {code} {kind}"
+
+
+# -- in the ingest: the return as received ------------------------------------------------------------
+def test_the_ingest_checks_ages_on_the_full_date_of_birth_and_keeps_only_verdicts(tmp_path):
+    """A child born on 15 March 2020, reviewed on 10 March 2024 as under 4 (PN0): right on the full date of
+    birth. Cut to the month (1 March 2020) the child would be 4 and DfE's 440 would fire; the rules see the
+    return as received, so it does not, while 441 (4 or over recorded as under 4) fires on the row below.
+    What is kept names the pseudonymised child and the row, never the date of birth or the council's id."""
+    from conftest import put
+
+    from transforms.run import ingest
+    from transforms.store.repository import Repository
+
+    landing, repo_root = tmp_path / "landing", tmp_path / "repository"
+    put(landing, "301/ssda903/year=2024/header.csv",
+        "CHILD,SEX,DOB,ETHNIC,UPN,MOTHER,MC_DOB\nC7001,1,15/03/2020,WBRI,,,\nC7002,1,15/03/2021,WBRI,,,\n")
+    put(landing, "301/ssda903/year=2024/reviews.csv",
+        "CHILD,DOB,REVIEW,REVIEW_CODE\nC7001,15/03/2020,10/03/2024,PN0\nC7002,15/03/2021,10/03/2024,PN1\n")
+    ingest(landing, repo_root, refresh=False)
+    errors = rules.current_errors(Repository(repo_root), "ssda903", "301", 2024)
+    reviews = errors[errors["table_name"] == "reviews"]
+    assert "440" not in set(reviews["code"])
+    assert list(reviews.loc[reviews["code"] == "441", "source_row"]) == [3]
+    assert not list((repo_root / rules.PENDING_DIR).rglob("*.parquet"))  # published, then cleared
+    kept = pd.concat([pd.read_parquet(p) for p in (repo_root / rules.ERRORS_DIR).glob("*.parquet")])
+    text = kept.astype(str).to_csv()
+    assert not any(v in text for v in ("C7001", "C7002", "2020-03-15", "15/03/2020", "2021-03-15"))

@@ -68,7 +68,9 @@ def _only_these_postcodes(dfs: dict) -> None:
     values = {str(v).upper().replace(" ", "") for df in dfs.values() if hasattr(df, "columns")
               for c in ("HOME_POST", "PL_POST") if c in df.columns for v in df[c].dropna()}
     store = datastore.postcodes
+    store._df = getattr(store, "_whole", store._df)  # the letters loaded for earlier returns, whole
     store.load_postcodes({v[0] for v in values if v})
+    store._whole = store._df
     store._df = store._df[store._df["pcd_abbr"].isin(values)].reset_index(drop=True)
 
 

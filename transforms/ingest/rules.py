@@ -576,6 +576,121 @@ def _run_chunk(collection_id: str, year: int, members: list[tuple[int, ReturnTab
         out[i].append(part[ERRORS_COLUMNS])
 
 
+# -- the ingest's call: returns as received, before quarantine and minimisation ----------------------
+PENDING_DIR = "rule_pending"   # REPO/rule_pending/<collection>/<la_code>/<year>.parquet: verdicts awaiting the load
+
+
+def check_received(repo: Repository, files: list) -> list[dict]:
+    """The DfE rules on every return a batch of landed files (``LandedFile``, read, not yet validated)
+    brings, as received: every row (also those the row checks will quarantine), full dates of birth and
+    postcodes, the council's own child ids. The one call the ingest makes (``stages.validate_batch``).
+
+    A return's tables come from the batch's files; a table of the return not in the batch, and last year's
+    return, from the repository (minimised: dates of birth to the month; its pseudonymised child ids are
+    matched back to the ids of the received rows). Only verdicts are kept: per failure the load, table,
+    source row, DfE code, message and the child's pseudonymised id, staged under ``PENDING_DIR`` until
+    ``check_returns`` (after the load commits) makes them the return's current errors. Returns one summary
+    dict per return checked."""
+    from transforms.ingest.privacy import Pseudonymiser
+
+    by_return: dict[tuple[str, str, int], dict[str, tuple[str, str]]] = {}
+    for landed in files:
+        arrival = landed.arrival
+        if not landed.readable or not arrival.la_code or arrival.return_year is None or not rules(arrival.collection):
+            continue
+        key = (arrival.collection, arrival.la_code, int(arrival.return_year))
+        tables = by_return.setdefault(key, {})
+        for name, path in landed.raw.items():
+            if name not in tables or landed.load_id > tables[name][0]:  # the newest file of a table wins
+                tables[name] = (landed.load_id, path)
+    if not by_return:
+        return []
+    pseudonymiser = Pseudonymiser.for_repository(repo.root)
+    started = time.perf_counter()
+    batch, tokens = [], []
+    for (collection_id, la_code, year), given in sorted(by_return.items()):
+        coll = schema.collection(collection_id)
+        current = {n: received_frame(coll, n, pd.read_parquet(path), year) for n, (_, path) in given.items()}
+        ids = pd.concat([f["child_id"] for f in current.values() if "child_id" in f.columns] or [pd.Series(dtype=object)])
+        ids = pd.Series(ids.dropna().unique())
+        token_of = dict(zip(ids, pseudonymiser.tokens(ids, scope=la_code)))
+        raw_of = {t: i for i, t in token_of.items()}
+        for name in coll.table_names:
+            if name not in current:
+                stored = _stored(repo, coll, name, la_code, year, raw_of)
+                if stored is not None:
+                    current[name] = stored
+        previous = {n: _as_received(coll, n, f, current, pseudonymiser) for n in coll.table_names
+                    if (f := _stored(repo, coll, n, la_code, year - 1, raw_of)) is not None}
+        loads = {n: load for n, (load, _) in given.items()}
+        loads.update({n: repo.current_load(Partition(collection_id, n, la_code, year)) for n in coll.table_names
+                      if n not in loads})
+        batch.append(ReturnTables(collection_id, la_code, year, current, previous, loads, max(loads[n] for n in given)))
+        tokens.append(token_of)
+    found = run_batch(batch)
+    seconds = time.perf_counter() - started
+    out = []
+    for ret, errors, token_of in zip(batch, found, tokens):
+        errors = errors.assign(child_id=errors["child_id"].map(lambda v: None if v is None else token_of.get(v, v)))
+        path = _pending_path(repo, ret.collection, ret.la_code, ret.return_year)
+        _write_atomic(pa.Table.from_pandas(errors.assign(run_id=ret.load_id), schema=ERRORS_SCHEMA,
+                                           preserve_index=False), path)
+        out.append({"collection": ret.collection, "la_code": ret.la_code, "return_year": ret.return_year,
+                    "load_id": ret.load_id, "errors": len(errors), "seconds": round(seconds, 3)})
+    return out
+
+
+def _pending_path(repo: Repository, collection_id: str, la_code: str, return_year: int) -> Path:
+    return repo.root / PENDING_DIR / collection_id / la_code / f"{int(return_year)}.parquet"
+
+
+def _stored(repo: Repository, coll: schema.Collection, name: str, la_code: str, year: int,
+            raw_of: dict[str, str]) -> pd.DataFrame | None:
+    """A table of the repository's current partition, child ids matched back to the received ones."""
+    path = repo.partition_file(Partition(coll.id, name, la_code, year))
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path)
+    frame = frame[[c for c in frame.columns if c in table_columns(coll, name)]]
+    if "child_id" in frame.columns:
+        frame["child_id"] = frame["child_id"].map(lambda t: None if t is None or t != t else raw_of.get(t, t))
+    return frame
+
+
+def _as_received(coll: schema.Collection, name: str, stored: pd.DataFrame, current: dict[str, pd.DataFrame],
+                 pseudonymiser) -> pd.DataFrame:
+    """Last year's rows (minimised) made comparable with this year's as received: a date kept to its month
+    that is the month of the child's date this year becomes that date (rules such as 203 compare them: a
+    child whose date of birth is unchanged must not fail for its day), and a nationally pseudonymised id
+    (UPN) whose token is that of an id received this year becomes that id. Anything else stays as stored."""
+    out = stored.copy()
+    for col in coll.table(name, None).columns:
+        if col.out not in out.columns or col.privacy not in ("month", "pseudonymise_national"):
+            continue
+        if col.privacy == "month" and "child_id" in out.columns:
+            known: dict = {}
+            for frame in current.values():
+                if col.out in frame.columns and "child_id" in frame.columns:
+                    pairs = frame[["child_id", col.out]].dropna()
+                    known.update(zip(pairs["child_id"], pairs[col.out]))
+            full = out["child_id"].map(known)
+            same_month = full.map(lambda d: d.replace(day=1) if d is not None and d == d else None) == out[col.out]
+            out[col.out] = out[col.out].where(~same_month, full)
+        elif col.privacy == "pseudonymise_national":
+            values = pd.Series(pd.concat([f[col.out] for f in current.values() if col.out in f.columns]
+                                         or [pd.Series(dtype=object)]).dropna().unique())
+            back = dict(zip(pseudonymiser.tokens(values), values))
+            out[col.out] = out[col.out].map(lambda t: t if t is None or t != t else back.get(t, t))
+    return out
+
+
+def _take_pending(repo: Repository, collection_id: str, la_code: str, return_year: int) -> pd.DataFrame | None:
+    path = _pending_path(repo, collection_id, la_code, return_year)
+    if not path.exists():
+        return None
+    return pq.read_table(path).to_pandas()[ERRORS_COLUMNS]
+
+
 # -- a whole return from the repository ------------------------------------------------------------
 def _partition_source(repo: Repository, coll: schema.Collection, name: str, la_code: str, year: int) -> str | None:
     path = repo.partition_file(Partition(coll.id, name, la_code, year))
@@ -624,7 +739,11 @@ def check_return(repo: Repository, collection_id: str, la_code: str, return_year
     of a return (by ``run_id``, taken before reading the partitions) is the one the catalogue shows."""
     run_id = new_load_id()
     started = time.perf_counter()
-    errors = run_return(repo, collection_id, la_code, return_year, load_id)
+    pending = _take_pending(repo, collection_id, la_code, return_year)
+    if pending is not None:  # checked as received (check_received), before the load
+        errors = pending
+    else:                    # e.g. last year's return changed: this one again, from the repository
+        errors = run_return(repo, collection_id, la_code, return_year, load_id)
     coll = schema.collection(collection_id)
     loads = sorted({x for n in coll.table_names
                     if (x := repo.current_load(Partition(collection_id, n, la_code, return_year)))})
@@ -635,6 +754,8 @@ def check_return(repo: Repository, collection_id: str, la_code: str, return_year
            "return_year": int(return_year), "loads": loads, "rules_run": sum(r.applies_to(return_year) for r in rules(collection_id)),
            "errors": len(errors), "seconds": round(seconds, 3), "checked_at": datetime.now(timezone.utc)}
     _write_atomic(pa.Table.from_pylist([run], schema=RUNS_SCHEMA), repo.root / RUNS_DIR / f"{load_id}.parquet")
+    if pending is not None:
+        _pending_path(repo, collection_id, la_code, return_year).unlink(missing_ok=True)
     return {**run, "checked_at": run["checked_at"].isoformat()}
 
 
@@ -650,9 +771,12 @@ def check_returns(repo: Repository, ledger_rows: Iterable[dict]) -> list[dict]:
     committed: SSDA903 CSV tables arrive as one file per table, and the rules need the whole return."""
     latest: dict[tuple, str] = {}
     for row in ledger_rows:
-        if row.get("status") not in ("loaded", "partly_loaded") or not row.get("la_code"):
+        if not row.get("la_code") or row.get("return_year") is None:
             continue
         key = (row["collection"], row["la_code"], int(row["return_year"]))
+        if row.get("status") not in ("loaded", "partly_loaded") and not (
+                row.get("status") == "rejected" and _pending_path(repo, *key).exists()):
+            continue  # a file whose every row failed a row check was still checked as received
         if rules(key[0]):
             latest[key] = max(latest.get(key, ""), row["load_id"])
             # next year's rules read this return as last year's: check it again if it is loaded
