@@ -99,6 +99,35 @@ def create_key(path: Path, replace: bool = False) -> bool:
         tmp.unlink(missing_ok=True)
 
 
+def key_status(repo: Path) -> tuple[str, str]:
+    """(state, sentence) of the repository's key: ``configured`` (``CSRETURNS_PSEUDONYM_KEY``), ``ok``,
+    ``missing`` (made on the first ingest) or ``broken`` (empty, short or unreadable)."""
+    if settings.current().pseudonym_key:
+        return "configured", "pseudonymisation key: from CSRETURNS_PSEUDONYM_KEY"
+    path = key_path(repo)
+    if not path.exists():
+        return "missing", f"pseudonymisation key: none yet at {path} (made on the first ingest)"
+    try:
+        repository_key(repo)
+    except KeyFileError as exc:
+        return "broken", str(exc)
+    return "ok", f"pseudonymisation key: present at {path}"
+
+
+def repair_key(repo: Path, pseudonymised: bool) -> str:
+    """Replace an empty or short key file with a new key, only if no data was pseudonymised with the
+    repository's key (``pseudonymised`` False); otherwise refuse (``KeyFileError``): a new key would give
+    the same children new tokens, so later loads would no longer link to earlier ones."""
+    path = key_path(repo)
+    if pseudonymised:
+        raise KeyFileError(
+            f"refused to replace {path}: this repository already holds pseudonymised loads, made with the key "
+            "that was there. Restore the key file from your backup (or set CSRETURNS_PSEUDONYM_KEY to it); "
+            "a new key would break the link between earlier and later loads of the same children.")
+    create_key(path, replace=True)
+    return f"pseudonymisation key: replaced the broken {path} with a new key (no data used the old one)"
+
+
 class Pseudonymiser:
     def __init__(self, key: bytes):
         if len(key) < 16:

@@ -24,11 +24,17 @@ POINTS = ("commit.journaled", "commit.swap", "commit.manifest", "commit.done", "
 _armed: dict[str, list] = {}
 
 
+class Killed(BaseException):
+    """Raised at an armed point with ``action="raise"``: an in-process stand-in for SIGKILL (nothing
+    catches a BaseException on the way out, though ``finally`` blocks run, as a kill's would not)."""
+
+
 def arm(name: str, after: int = 1, action: str = "kill") -> None:
-    """Fire at the ``after``-th time ``name`` is reached: ``kill`` (SIGKILL to this process) or ``enospc``."""
+    """Fire at the ``after``-th time ``name`` is reached: ``kill`` (SIGKILL to this process), ``raise``
+    (``Killed``) or ``enospc`` (``OSError`` ENOSPC naming ``path``)."""
     if name not in POINTS:
         raise ValueError(f"unknown fault point {name!r}; known: {', '.join(POINTS)}")
-    if action not in ("kill", "enospc"):
+    if action not in ("kill", "raise", "enospc"):
         raise ValueError(f"unknown fault action {action!r}")
     _armed[name] = [after, action]
 
@@ -47,4 +53,6 @@ def point(name: str, path: object = None) -> None:
     del _armed[name]
     if armed[1] == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if armed[1] == "raise":
+        raise Killed(name)
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) if path is not None else None)

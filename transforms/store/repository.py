@@ -25,6 +25,7 @@ next writer replays the journal to completion and removes what dead processes le
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import json
@@ -191,9 +192,11 @@ class Repository:
         if key in _PID_LOCKS:
             return
         self.locks_dir.mkdir(exist_ok=True)
-        fh = open(self.locks_dir / f"{os.getpid()}.lock", "w")
+        path = self.locks_dir / f"{os.getpid()}.lock"
+        fh = open(path, "w")
         fcntl.flock(fh, fcntl.LOCK_EX)
         _PID_LOCKS[key] = fh
+        atexit.register(path.unlink, missing_ok=True)   # a clean exit leaves nothing; a kill leaves it to recover
 
     def _owner_alive(self, pid: int) -> bool:
         if f"{self.root}:{pid}" in _PID_LOCKS:
