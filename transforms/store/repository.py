@@ -429,8 +429,9 @@ class Repository:
                     partitions.pop(rel, None)
                 else:
                     partitions[rel] = obj
+            seq = manifest["seq"] + (manifest.get("load_id") != load_id)   # a replay is the same commit
             self._write_json(self.manifest_dir / "current.json",
-                             {"seq": manifest["seq"] + 1, "partitions": partitions, "load_id": load_id})
+                             {"seq": seq, "partitions": partitions, "load_id": load_id})
         faults.point("commit.manifest")
         if entry.get("quarantine") and Path(entry["quarantine"]).exists():
             os.replace(entry["quarantine"], self.quarantine_dir / f"{load_id}.parquet")
