@@ -148,3 +148,37 @@ def test_a_reader_at_a_kill_inside_a_resubmissions_swap_sees_the_old_return_whol
             for t in tables:
                 loads |= {x for (x,) in con.execute(f'SELECT DISTINCT load_id FROM "{t}"').fetchall()}
             assert len(loads) == 1, f"{catalogue.name}: a mix of loads {loads}"
+
+
+def _first_ingest_child(landing: str, repo: str, start) -> None:
+    import os
+    os.environ.pop("CSRETURNS_PSEUDONYM_KEY", None)      # the repository's own key file, made on first use
+    start.wait()
+    from transforms.run import ingest as run
+    run(Path(landing), Path(repo))
+
+
+def test_two_first_ingests_at_once_both_succeed_with_one_key_and_nothing_lost(forks, landing, tmp_path):
+    parts = {}
+    for la in ("201", "301"):
+        parts[la] = tmp_path / f"landing_{la}"
+        shutil.copytree(landing / la, parts[la] / la)
+    repo = tmp_path / "repo"
+    start = forks.Event()
+    procs = [forks.Process(target=_first_ingest_child, args=(str(parts[la]), str(repo), start)) for la in parts]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(600)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len((repo / ".secrets" / "pseudonym.key").read_text()) == 64
+    with duckdb.connect(str(repo / "csreturns.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT la_code, count(*) FILTER (status <> 'duplicate') FROM load_ledger "
+                           "GROUP BY ALL ORDER BY ALL").fetchall() == [("201", 2), ("301", 2)]
+        stale = con.execute("""SELECT count(*) FROM validation_errors e WHERE e.load_id NOT IN (
+            SELECT load_id FROM cin_children UNION SELECT load_id FROM cin_episodes
+            UNION SELECT load_id FROM ssda903_header UNION SELECT load_id FROM ssda903_episodes)""").fetchone()[0]
+        assert stale == 0
+        assert {la for (la,) in con.execute("SELECT DISTINCT la_code FROM validation_errors").fetchall()} == {"201", "301"}
+    assert _leftovers(repo) == []
