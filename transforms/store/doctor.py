@@ -7,7 +7,6 @@ checks and the key are the callers' (they need the rules and the key's owner, ou
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -40,19 +39,14 @@ def diagnose(repo: Repository) -> Diagnosis:
     d = Diagnosis(root=repo.root, free_bytes=shutil.disk_usage(repo.root).free)
     d.journal = [f.stem for f in sorted(repo.journal.glob("*.json"))]
     d.pending = repo.pending_checks()
-    d.orphans = repo.orphans()
-    manifest = None
-    try:
-        manifest = json.loads((repo.manifest_dir / "current.json").read_text())
-    except FileNotFoundError:
-        pass
-    if manifest is not None and not d.journal:
-        d.manifest_seq, d.partitions = manifest["seq"], len(manifest["partitions"])
+    d.orphans = repo.orphans(full=True)
+    if repo.has_manifest() and not d.journal:
+        snapshot = repo.snapshot()
+        d.manifest_seq, d.partitions = snapshot.seq, len(snapshot.partitions)
         live = {p.parent.relative_to(repo.parquet).as_posix(): p for p in repo.parquet.rglob(DATA_FILE)}
-        for rel in sorted(set(live) | set(manifest["partitions"])):
-            obj = manifest["partitions"].get(rel)
-            if obj is None or rel not in live or not (repo.root / obj).exists() \
-                    or not os.path.samefile(repo.root / obj, live[rel]):
+        for rel in sorted(set(live) | set(snapshot.partitions)):
+            obj = snapshot.partitions.get(rel)
+            if obj is None or rel not in live or not obj.exists() or not os.path.samefile(obj, live[rel]):
                 d.inconsistent.append(rel)
     return d
 
@@ -61,7 +55,7 @@ def repair(repo: Repository) -> list[str]:
     """Finish commits left in the journal and remove orphans (under the writer lock, so never a live
     writer's files). Returns the load ids replayed."""
     with repo.writer_lock(recover=False):
-        return repo.recover()
+        return repo.recover(full=True)
 
 
 def size(n: int) -> str:

@@ -5,7 +5,8 @@ Layout under ``REPO``::
     parquet/collection=<c>/table=<t>/la_code=<la>/return_year=<yyyy>/data.parquet   council returns (live tree)
     parquet/collection=published/table=published_statistics/dataset=<d>/data.parquet
     objects/<partition>/<load_id>.parquet   each committed version of a partition (a hard link, no copy)
-    manifest/current.json            the committed snapshot: partition -> object, swapped with one os.replace
+    manifest/shards/<c>~<la>.json    the committed snapshot of one council's collection: partition -> object,
+                                     swapped with one os.replace (``FORMAT`` says the manifest exists)
     manifest/pinned-<seq>.json       snapshots a catalogue was built on (the last two are kept)
     pending/<c>~<la>~<year>.json     returns whose DfE rules have not run on their current data
     ledger/<load_id>.parquet         one row per file received (never rewritten)
@@ -17,8 +18,8 @@ Layout under ``REPO``::
 
 A commit (``commit``) first writes a journal, then, idempotently: the pending-check records of the returns
 it changes, each partition's new file (linked into ``objects/`` and swapped into the live tree with
-``os.replace``), the new manifest (one ``os.replace``: the moment the whole commit becomes visible to
-readers), the quarantine and, last, the ledger row. Readers that must never see a mix of two commits
+``os.replace``), the new manifest shard of the council's collection (one ``os.replace``: the moment
+the whole commit becomes visible to readers), the quarantine and, last, the ledger row. Readers that must never see a mix of two commits
 (the catalogue, whose views list the files of one snapshot) resolve partitions through the manifest
 (``snapshot``); the live tree is the writer's (and the replica's) view. If the process dies midway, the
 next writer replays the journal to completion and removes what dead processes left (``recover``).
@@ -245,21 +246,43 @@ class Repository:
         return meta.get(b"csreturns.load_id", b"").decode() or None
 
     # -- the manifest: what readers see ---------------------------------------------------------------
+    def has_manifest(self) -> bool:
+        return (self.manifest_dir / "FORMAT").exists()
+
     def snapshot(self) -> Snapshot:
-        """The last committed state, read from ``manifest/current.json`` in one read (a file only ever
-        replaced whole), so a reader never sees half of a commit. A repository written before manifests
-        existed (no ``current.json`` yet) is read from its live tree until its next writer makes one."""
-        manifest = self._read_manifest()
-        if manifest is None:
+        """The last committed state, from the manifest's shards (``manifest/shards/<collection>~<la>.json``,
+        one per council and collection, each only ever replaced whole). A commit changes one return, so one
+        shard, with one ``os.replace``: a reader never sees half of a commit. ``seq`` counts the commits.
+        A repository written before manifests existed is read from its live tree until its next writer
+        makes one."""
+        if not self.has_manifest():
             return Snapshot(-1, {p.parent.relative_to(self.parquet).as_posix(): p
                                  for p in sorted(self.parquet.rglob(DATA_FILE))})
-        return Snapshot(manifest["seq"], {rel: self.root / obj for rel, obj in manifest["partitions"].items()})
+        seq, partitions = 0, {}
+        for f in sorted((self.manifest_dir / "shards").glob("*.json")):
+            shard = self._read_json(f)
+            if shard:
+                seq += shard["seq"]
+                partitions.update((rel, self.root / obj) for rel, obj in shard["partitions"].items())
+        return Snapshot(seq, partitions)
 
-    def _read_manifest(self, name: str = "current.json") -> dict | None:
+    def _shard_path(self, rel: str) -> Path:
+        parts = dict(p.split("=", 1) for p in rel.split("/") if "=" in p)
+        return self.manifest_dir / "shards" / f"{parts['collection']}~{parts.get('la_code', '_')}.json"
+
+    def _read_json(self, path: Path) -> dict | None:
+        """A manifest file, parsed once per version (a new version is a new file: ``os.replace``). Read-only."""
+        cache = self.__dict__.setdefault("_json_cache", {})
         try:
-            return json.loads((self.manifest_dir / name).read_text())
+            st = path.stat()
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if path in cache and cache[path][0] == key:
+                return cache[path][1]
+            content = json.loads(path.read_text())
         except FileNotFoundError:
             return None
+        cache[path] = (key, content)
+        return content
 
     def _write_json(self, path: Path, content: dict) -> None:
         """tmp + fsync + ``os.replace`` + fsync of the folder: the file is the old content or the new."""
@@ -272,12 +295,12 @@ class Repository:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
 
-    def _manifest_for_write(self) -> dict:
-        """The current manifest; made from the live tree (linking each file into ``objects/``) if absent."""
-        manifest = self._read_manifest()
-        if manifest is not None:
-            return manifest
-        partitions = {}
+    def _ensure_manifest(self) -> None:
+        """Make the manifest from the live tree (linking each file into ``objects/``) if there is none:
+        a repository written before manifests existed. ``FORMAT`` is written last."""
+        if self.has_manifest():
+            return
+        shards: dict[Path, dict] = {}
         for path in sorted(self.parquet.rglob(DATA_FILE)):
             rel = path.parent.relative_to(self.parquet).as_posix()
             load_id = (pq.read_schema(path).metadata or {}).get(b"csreturns.load_id", b"legacy").decode()
@@ -285,10 +308,11 @@ class Repository:
             if not obj.exists():
                 obj.parent.mkdir(parents=True, exist_ok=True)
                 os.link(path, obj)
-            partitions[rel] = obj.relative_to(self.root).as_posix()
-        manifest = {"seq": 0, "partitions": partitions}
-        self._write_json(self.manifest_dir / "current.json", manifest)
-        return manifest
+            shard = shards.setdefault(self._shard_path(rel), {"seq": 0, "partitions": {}})
+            shard["partitions"][rel] = obj.relative_to(self.root).as_posix()
+        for path, shard in shards.items():
+            self._write_json(path, shard)
+        self._write_json(self.manifest_dir / "FORMAT", {"manifest": 1})
 
     def pin(self, snapshot: Snapshot) -> None:
         """Record that a catalogue was built on ``snapshot`` (its files are kept by ``collect_garbage``)."""
@@ -304,10 +328,9 @@ class Repository:
         pins = sorted(self.manifest_dir.glob("pinned-*.json"))
         for old in pins[:-PINNED_KEPT]:
             old.unlink()
-        keep = set()
-        for manifest in [self._read_manifest()] + [self._read_manifest(p.name) for p in pins[-PINNED_KEPT:]]:
-            if manifest:
-                keep.update(self.root / obj for obj in manifest["partitions"].values())
+        keep = set(self.snapshot().partitions.values())
+        for pinned in pins[-PINNED_KEPT:]:
+            keep.update(self.root / obj for obj in json.loads(pinned.read_text())["partitions"].values())
         deleted = []
         if self.objects.is_dir():
             for f in self.objects.rglob("*.parquet"):
@@ -421,17 +444,20 @@ class Repository:
             else:
                 target.unlink(missing_ok=True)
                 changes[op["partition"]] = None
-        if changes or self._read_manifest() is None:
-            manifest = self._manifest_for_write()
-            partitions = dict(manifest["partitions"])
-            for rel, obj in changes.items():
+        self._ensure_manifest()
+        by_shard: dict[Path, dict[str, str | None]] = {}
+        for rel, obj in changes.items():
+            by_shard.setdefault(self._shard_path(rel), {})[rel] = obj
+        for path, shard_changes in by_shard.items():     # one shard: a commit is one council's return
+            shard = self._read_json(path) or {"seq": 0, "partitions": {}}
+            partitions = dict(shard["partitions"])
+            for rel, obj in shard_changes.items():
                 if obj is None:
                     partitions.pop(rel, None)
                 else:
                     partitions[rel] = obj
-            seq = manifest["seq"] + (manifest.get("load_id") != load_id)   # a replay is the same commit
-            self._write_json(self.manifest_dir / "current.json",
-                             {"seq": seq, "partitions": partitions, "load_id": load_id})
+            seq = shard["seq"] + (shard.get("load_id") != load_id)   # a replay is the same commit
+            self._write_json(path, {"seq": seq, "partitions": partitions, "load_id": load_id})
         faults.point("commit.manifest")
         if entry.get("quarantine") and Path(entry["quarantine"]).exists():
             os.replace(entry["quarantine"], self.quarantine_dir / f"{load_id}.parquet")
@@ -446,7 +472,7 @@ class Repository:
         shutil.rmtree(self.staging / load_id, ignore_errors=True)
 
     # -- recovery -----------------------------------------------------------------------------------
-    def recover(self) -> list[str]:
+    def recover(self, full: bool = False) -> list[str]:
         """Finish commits a crash interrupted (their staged files are complete; only swaps remained), then
         remove what dead processes left (``orphans``). Call under ``writer_lock``. Returns the load ids
         whose commits were replayed."""
@@ -459,27 +485,32 @@ class Repository:
             self._apply(entry)
             journal_file.unlink()
             replayed.append(journal_file.stem)
-        if self._read_manifest() is None:
-            self._manifest_for_write()
-        for path in self.orphans():
+        self._ensure_manifest()
+        for path in self.orphans(full=full):
             _remove(path)
         return replayed
 
-    def orphans(self, now: float | None = None) -> list[Path]:
+    def orphans(self, now: float | None = None, full: bool = False) -> list[Path]:
         """What dead processes left, safe to delete under ``writer_lock`` (which every commit and catalogue
         build holds, so their temporary files seen under it are a dead process's): staging folders whose
         owner process is gone (``.locks/<pid>.lock`` not held; an Airflow task's after
         ``STAGING_GRACE_SECONDS``) or whose load is committed; validation folders of loads neither committed
         nor staged; half-built catalogues (``.building-*``, with their WAL); temporary files of journal,
         ledger and manifest writes; rule results' temporary files older than ``TMP_GRACE_SECONDS``; the
-        lock files of dead processes."""
+        lock files of dead processes.
+
+        Every writer looks for these when it takes the lock, so the quick look (``full`` False) costs
+        nothing that grows with the repository: validation folders are looked at only for orphaned staging
+        (a load dies with both, or commits and keeps its validation), and the partition tree is not walked
+        (a replay cleans its own temporary file). ``csreturns doctor`` looks at everything (``full``)."""
         now = time.time() if now is None else now
         out: list[Path] = []
-        ledger = {f.stem for f in self.ledger_dir.glob("*.parquet")}
+        def committed(load_id: str) -> bool:
+            return (self.ledger_dir / f"{load_id}.parquet").exists()
         journal = {f.stem for f in self.journal.glob("*.json")}
         live_staging = set()
         for d in sorted(p for p in self.staging.iterdir() if p.is_dir()):
-            if d.name in ledger and d.name not in journal:
+            if committed(d.name) and d.name not in journal:
                 out.append(d)
                 continue
             try:
@@ -495,17 +526,19 @@ class Repository:
                 out.append(d)
             else:
                 live_staging.add(d.name)
-        for d in sorted(p for p in self.validations.iterdir() if p.is_dir()):
-            if d.name not in ledger and d.name not in journal and d.name not in live_staging:
+        candidates = (sorted(p for p in self.validations.iterdir() if p.is_dir()) if full
+                      else [self.validations / d.name for d in out if (self.validations / d.name).is_dir()])
+        for d in candidates:
+            if not committed(d.name) and d.name not in journal and d.name not in live_staging:
                 out.append(d)
         out += sorted(self.root.glob(".csreturns.duckdb.building-*"))
         out += sorted(self.journal.glob("*.tmp"))
         out += sorted(self.ledger_dir.glob(".*.tmp")) + sorted(self.ledger_dir.glob("*.tmp"))
         out += sorted(self.quarantine_dir.glob("*.tmp"))
-        for sub in ("manifest", "pending"):
+        for sub in ("manifest", "manifest/shards", "pending"):
             if (self.root / sub).is_dir():
                 out += sorted((self.root / sub).glob(".*.tmp"))
-        if self.parquet.is_dir():
+        if full and self.parquet.is_dir():
             out += sorted(self.parquet.rglob(f".{DATA_FILE}.*.tmp"))
         for sub in ("rule_errors", "rule_runs"):
             if (self.root / sub).is_dir():
