@@ -113,23 +113,24 @@ def _create_published_view(con, repo: Repository, snapshot: Snapshot) -> None:
 def _pin_validation_errors(con, repo: Repository, snapshot: Snapshot) -> None:
     """``validation_errors`` as of ``snapshot``: per return, the latest check made on exactly the loads the
     snapshot holds (``rule_runs.loads``), so errors of a replaced load vanish with the commit that replaced
-    it, and a return whose check is still pending shows none until it is checked (``csreturns doctor``)."""
+    it, and a return whose check is still pending shows none until it is checked (``csreturns doctor``).
+    A later check of the same loads (``csreturns errors --recheck``) shows at once."""
     runs_dir, errors_dir = repo.root / rules.RUNS_DIR, repo.root / rules.ERRORS_DIR
     run_files, error_files = sorted(runs_dir.glob("*.parquet")), sorted(errors_dir.glob("*.parquet"))
     if not run_files or not error_files:
         return                                   # rules.build_catalogue made an empty table
     current = snapshot.loads_by_return()
-    runs = con.execute(f"SELECT run_id, collection, la_code, return_year, loads FROM read_parquet({_files(run_files)})").fetchall()
-    valid = {}
-    for run_id, collection, la_code, year, loads in runs:
-        key = (collection, la_code, int(year))
-        if sorted(loads or []) == current.get(key) and run_id > valid.get(key, ""):
-            valid[key] = run_id
-    keep = ", ".join(literal(r) for r in sorted(valid.values())) or "NULL"
+    values = ", ".join(f"({literal(c)}, {literal(la)}, {int(y)}, [{', '.join(literal(x) for x in loads)}])"
+                       for (c, la, y), loads in sorted(current.items()))
+    held = (f"(VALUES {values}) AS held(collection, la_code, return_year, loads)" if values else
+            "(SELECT NULL::VARCHAR AS collection, NULL::VARCHAR AS la_code, NULL::INTEGER AS return_year, "
+            "NULL::VARCHAR[] AS loads WHERE false) AS held")
     con.execute("DROP VIEW validation_errors")
     con.execute(rules.ERRORS_VIEW_SQL.format(
         name="validation_errors",
-        runs=f"(SELECT * FROM read_parquet({_files(run_files)}) WHERE run_id IN ({keep}))",
+        runs=f"""(SELECT r.* FROM read_parquet({_files(run_files)}) r JOIN {held}
+                 ON r.collection = held.collection AND r.la_code = held.la_code
+                 AND r.return_year = held.return_year AND list_sort(r.loads) = held.loads)""",
         errors=f"read_parquet({_files(error_files)})"))
 
 
