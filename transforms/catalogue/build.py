@@ -91,8 +91,13 @@ def _create_reference_view(con, repo: Repository, table: schema.Table) -> None:
 def _create_published_view(con, repo: Repository) -> None:
     rel = f"collection=published/table=published_statistics/*/{DATA_FILE}"
     if list(repo.parquet.glob(rel)):
+        # National and regional rows carry no la_name in EES files: name them by their country ("England")
+        # and region, so `la_name = 'England'` finds the national figure beside the councils'.
         con.execute(f"""CREATE VIEW published_statistics AS
             SELECT dataset, * EXCLUDE (dataset, collection, "table")
+                   REPLACE (CASE WHEN geographic_level = 'National' THEN coalesce(la_name, country_name)
+                                 WHEN geographic_level = 'Regional' THEN coalesce(la_name, region_name)
+                                 ELSE la_name END AS la_name)
             FROM read_parquet({literal(_glob(repo, rel))}, hive_partitioning=true, union_by_name=true)""")
     else:
         import pyarrow as pa
