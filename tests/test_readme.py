@@ -135,6 +135,24 @@ def test_england_is_a_named_row_of_the_published_statistics(catalogue):
     assert names == [("England",)]
 
 
+@pytest.mark.slow
+def test_warn_runs_on_the_demo_repository(demo_repo, capsys):
+    from transforms.cli import main
+
+    assert main(["warn", "--repo", str(demo_repo)]) == 0
+    assert capsys.readouterr().out.startswith("Live concerns at ")
+
+
+@pytest.mark.slow
+def test_councils_name_every_council_with_its_neighbours_and_reorganisations(catalogue):
+    with duckdb.connect(str(catalogue), read_only=True) as con:
+        rows = {r[0]: r[1:] for r in con.execute("""SELECT la_code, la_name, region, statistical_neighbours,
+                                                            predecessors, successors FROM councils""").fetchall()}
+    assert rows["301"][:2] == ("Barking and Dagenham", "Outer London")
+    assert rows["301"][2][:3] == ["308", "821", "313"]  # DfE's 2025 groupings, closest first
+    assert rows["940"][3] == ["928"] and rows["928"][4] == ["940", "941"]  # Northamptonshire, 1 April 2021
+
+
 # -- the DuckDB clients analysts have -----------------------------------------------------------------------
 def client_python(version: str) -> Path:
     """A venv with only ``duckdb==version`` under var/clients (made on first use); skips when PyPI is out of reach."""

@@ -14,7 +14,7 @@ import duckdb
 
 from transforms import schema
 from transforms.analytics import council_risk, early_warning, indicators
-from transforms.catalogue import ees_views, holdings
+from transforms.catalogue import councils, ees_views, holdings
 from transforms.catalogue.dictionary import dictionary, relations
 from transforms.ingest import rules
 from transforms.sql import literal
@@ -122,6 +122,7 @@ def build(repo: Repository, path: Path) -> None:
                 years = [coll.table(name, y) for y in [None, *coll.change_years]]
                 _create_return_view(con, repo, coll.table(name), years)
         _create_published_view(con, repo)
+        councils.build_councils(con)  # after statistical_neighbours
         for coll in ees_views.collections():
             ees_views.create_view(con, coll)
         con.register("collections_df", holdings.holdings(repo.root))
