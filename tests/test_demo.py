@@ -2,6 +2,8 @@
 that the Airflow UI reads."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import SAMPLES, SHARED, need, put
 
@@ -65,3 +67,10 @@ def test_runs_leave_task_logs_that_the_airflow_ui_reads(airflow_db, tmp_path):
         lines, _ = TaskLogReader().read_log_chunks(ti, ti.try_number, {})
         text = "\n".join(getattr(line, "event", str(line)) for line in lines)
     assert "REJECTED 301/ssda903/year=2018/notes.docx: no collection schema reads .docx files" in text
+
+    from airflow.configuration import conf
+
+    logs = list(Path(conf.get("logging", "base_log_folder")).glob(f"dag_id=collect_ssda903/run_id={result['run_id']}/**/*.log"))
+    assert len(logs) >= 7  # discover, read, validate, load, check_rules, publish, rejected_files
+    spurious = [p for p in logs if "XCom not found" in p.read_text()]
+    assert not spurious, f"spurious XCom errors in {spurious}"

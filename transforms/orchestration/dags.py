@@ -151,7 +151,7 @@ def collection_dag(collection_id: str):
         @task(retries=0)
         def rejected_files(rows: list[list[dict]] | None = None) -> dict:
             """Files this run rejected whole, with their reasons, and files with quarantined rows."""
-            rows = [row for batch in (rows or []) if batch for row in batch]
+            rows = [row for batch in _all(rows) if batch for row in batch]
             return alerts.report_rejections(collection_id, rows)
 
         @task
@@ -175,7 +175,7 @@ def collection_dag(collection_id: str):
         @task(outlets=[asset], trigger_rule="all_done")
         def publish(rows: list[dict] | None = None) -> dict:
             """Announce what changed: the repository refresh DAG is scheduled on this asset."""
-            rows = [row for batch in (rows or []) if batch for row in batch]
+            rows = [row for batch in _all(rows) if batch for row in batch]
             summary = {s: sum(1 for r in rows if r["status"] == s) for s in ("loaded", "partly_loaded", "rejected", "duplicate")}
             summary.update(files=len(rows), rows_loaded=sum(r["rows_loaded"] for r in rows),
                            rows_quarantined=sum(r["rows_quarantined"] for r in rows))
@@ -188,6 +188,12 @@ def collection_dag(collection_id: str):
         rejected_files(loaded)
 
     return collect()
+
+
+def _all(mapped) -> list:
+    """Every item of a mapped task's output in one request: a slice, not iteration, which asks for one
+    item after the last and logs a spurious "XCom not found ... offset=N" error."""
+    return list(mapped[:]) if mapped else []
 
 
 def _link_validations(files) -> None:
