@@ -61,7 +61,8 @@ def cmd_warn(args) -> int:
     scope = f"council {args.la}" if args.la else "all councils"
     print(f"Live concerns at {as_of} for {scope}: {len(rows)}")
     for la_code, method, severity, explanation, rank, score in rows:
-        print(f"  [{'!' * severity:<3}] {la_code} (risk rank {rank}, score {score:g}) {explanation} [{method}]")
+        standing = f"risk rank {rank}, score {score:g}" if score is not None else "no risk score yet"
+        print(f"  [{'!' * severity:<3}] {la_code} ({standing}) {explanation} [{method}]")
     return 0
 
 

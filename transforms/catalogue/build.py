@@ -16,7 +16,7 @@ import duckdb
 
 from transforms import schema
 from transforms.analytics import council_risk, early_warning, indicators
-from transforms.catalogue import ees_views, holdings
+from transforms.catalogue import councils, ees_views, holdings
 from transforms.catalogue.dictionary import dictionary, relations
 from transforms.ingest import rules
 from transforms.sql import literal
@@ -99,8 +99,13 @@ def _create_reference_view(con, repo: Repository, table: schema.Table, snapshot:
 def _create_published_view(con, repo: Repository, snapshot: Snapshot) -> None:
     files = snapshot.files("collection=published/table=published_statistics/")
     if files:
+        # National and regional rows carry no la_name in EES files: name them by their country ("England")
+        # and region, so `la_name = 'England'` finds the national figure beside the councils'.
         con.execute(f"""CREATE VIEW published_statistics AS
             SELECT dataset, * EXCLUDE (dataset, collection, "table")
+                   REPLACE (CASE WHEN geographic_level = 'National' THEN coalesce(la_name, country_name)
+                                 WHEN geographic_level = 'Regional' THEN coalesce(la_name, region_name)
+                                 ELSE la_name END AS la_name)
             FROM read_parquet({_files(files)}, hive_partitioning=true, union_by_name=true)""")
     else:
         import pyarrow as pa
@@ -151,6 +156,7 @@ def build(repo: Repository, path: Path, snapshot: Snapshot | None = None) -> Non
                 years = [coll.table(name, y) for y in [None, *coll.change_years]]
                 _create_return_view(con, repo, coll.table(name), years, snapshot)
         _create_published_view(con, repo, snapshot)
+        councils.build_councils(con)  # after statistical_neighbours
         for coll in ees_views.collections():
             ees_views.create_view(con, coll)
         con.register("collections_df", holdings.holdings(repo.root))
