@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,10 +19,10 @@ from pathlib import Path
 
 from transforms import schema
 from transforms.ingest.readers import UnreadableFile
-from transforms.ingest.readers.csv_tables import normalise_header, read_csv_strings
+from transforms.ingest.readers.csv_tables import empty_reason, normalise_header, read_csv_strings
 from transforms.ingest.readers.ees import is_ees_header
-from transforms.ingest.readers.text import first_line
-from transforms.ingest.readers.xml_records import root_and_header
+from transforms.ingest.readers.text import first_line, is_blank_line, read_text
+from transforms.ingest.readers.xml_records import body_path, prolog_root, root_and_header
 
 PUBLISHED_FOLDER = "published"
 REFERENCE_FOLDER = "reference"  # LANDING/reference/<collection>/...: national lookups, not per council
@@ -131,10 +132,36 @@ def _location(rel: Path) -> tuple[str | None, bool, int | None]:
     return la_code, published, year
 
 
+def link_problem(path: Path, landing: Path) -> str:
+    """Why a symbolic link in the landing area is refused. The link is never followed to be read: where it
+    leads is told from its text alone (resolved without touching the target's content)."""
+    try:
+        target = Path(os.path.realpath(path))
+    except (OSError, RuntimeError):
+        return "symbolic link that cannot be resolved (a loop?): not followed"
+    inside = target == landing or landing in target.parents
+    if not os.path.lexists(target) or not target.exists():
+        where = "inside" if inside else "outside"
+        return f"dangling symbolic link (its target, {where} the landing area, does not exist): not followed"
+    if not inside:
+        return "symbolic link to outside the landing area: not followed, nothing read"
+    return ("symbolic link to another file in the landing area: not followed "
+            "(the file itself is taken where it is)")
+
+
 def identify(path: Path, landing: Path) -> Arrival:
+    """Recognise one landed file: collection, tables, council and return year, or the ``problem`` that
+    refuses it. A symbolic link is recorded with its problem and never read."""
     path = Path(path)
+    landing = Path(landing)
     rel = path.relative_to(landing)
-    arrival = Arrival(path=path, relpath=rel.as_posix(), sha256=sha256_of(path), bytes=path.stat().st_size)
+    if path.is_symlink():
+        link_text = os.readlink(path).encode("utf-8", "surrogateescape")
+        arrival = Arrival(path=path, relpath=_relpath(rel), sha256=hashlib.sha256(b"symlink:" + link_text).hexdigest(),
+                          bytes=0, problem=link_problem(path, landing.resolve()), meta={"link": "true"})
+        arrival.la_code, _, _ = _location(rel)
+        return arrival
+    arrival = Arrival(path=path, relpath=_relpath(rel), sha256=sha256_of(path), bytes=path.stat().st_size)
     la_code, published, folder_year = _location(rel)
     arrival.la_code = la_code
     if folder_year:
@@ -162,6 +189,12 @@ def identify(path: Path, landing: Path) -> Arrival:
                            "(3-digit old LA code)")
     decide_return_year(arrival)
     return arrival
+
+
+def _relpath(rel: Path) -> str:
+    """The path under the landing area as the ledger keeps it: exactly as named (byte for byte once
+    encoded with ``os.fsencode``), ``/``-separated; a backslash in a Linux name stays a character."""
+    return "/".join(rel.parts)
 
 
 def _reference_folder(rel: Path) -> str | None:
@@ -197,6 +230,12 @@ def _identify_reference(arrival: Arrival, collection_id: str) -> None:
 
 
 def _identify_csv(arrival: Arrival, published: bool) -> None:
+    """A CSV is the declared table whose column names its header row (the first line that is not blank)
+    shares most of. Raises ``UnreadableFile`` for an empty or blank file, or a first line naming no table;
+    the reason describes the first line's shape, never its cells (they may be a child's data)."""
+    empty = empty_reason(arrival.path)
+    if empty:
+        raise UnreadableFile(empty)
     header = next(csv.reader([first_line(arrival.path)]), [])
     pub = schema.collection("published")
     if is_ees_header(header, pub):
@@ -209,16 +248,18 @@ def _identify_csv(arrival: Arrival, published: bool) -> None:
         raise UnreadableFile("file under published/ is not an EES CSV (no time_period/geographic_level columns)")
     seen = {normalise_header(h) for h in header if h.strip()}
     best = None
+    known: set[str] = set()
     for coll in schema.collections().values():
         if "csv" not in coll.formats:
             continue
         for table in coll.tables():
             names = {normalise_header(c) for c in table.names}
-            overlap = len(seen & names) / len(seen | names)
+            known |= names
+            overlap = len(seen & names) / len(seen | names) if seen | names else 0.0
             if best is None or overlap > best[0]:
                 best = (overlap, coll, table, names)
     if best is None or best[0] < 0.5:
-        raise UnreadableFile(f"CSV header row matches no declared return table: {', '.join(header)[:200]}")
+        raise UnreadableFile(_no_table_reason(header, seen, known, best))
     overlap, coll, table, names = best
     terms = coll.spec.get("term_tables")  # termly returns: one table per term, named in the file name
     if terms:
@@ -233,8 +274,30 @@ def _identify_csv(arrival: Arrival, published: bool) -> None:
                              f"{', '.join(missing)} are missing from the header row")
 
 
+def _no_table_reason(header: list[str], seen: set[str], known: set[str], best) -> str:
+    """Why a first line names no declared table, in shape only: how many cells, how many are column
+    names of some table (those names are the schema's, so they may be quoted), the closest table."""
+    cells = len(header)
+    filled = sum(1 for h in header if h.strip())
+    names = sorted(seen & known)
+    if not names:
+        return (f"first line matches no declared return table: no header row (it holds {cells} "
+                f"cell{'s' if cells != 1 else ''}, {filled} filled, none of them a column name of any table)")
+    closest = f"; closest is {best[2].relation} ({len(seen & best[3])} of its {len(best[3])} columns)" if best else ""
+    return (f"CSV header row matches no declared return table: {cells} cells, {len(names)} of them known "
+            f"column names ({', '.join(names)[:200]}){closest}")
+
+
 def _identify_xml(arrival: Arrival) -> None:
+    """An XML file is the collection whose root it has and whose header names it (``collection_value``,
+    e.g. CIN). The census schemas make the header's Collection element optional: without one, the message
+    is recognised by its structure, the first record path under the root (``Children/Child`` for CIN,
+    ``Persons/Person`` for SEN2, ``CSWWWorker`` for CSWW). A DOCTYPE anywhere in the prolog refuses it."""
+    root = prolog_root(arrival.path)
+    if root:
+        arrival.meta["root"] = root
     root, _ = root_and_header(arrival.path)
+    candidates = []
     for coll in schema.collections().values():
         xml = coll.spec.get("xml")
         if not xml or xml["root"] != root:
@@ -242,18 +305,46 @@ def _identify_xml(arrival: Arrival) -> None:
         header_paths = xml.get("header", {})
         _, header = root_and_header(arrival.path, header_paths)
         expected = header_paths.get("collection_value")
-        if expected and header.get("collection") != expected:
+        said = header.get("collection")
+        if expected and said is not None and said != expected:
             continue
-        arrival.format, arrival.collection = "xml", coll.id
-        arrival.tables = tuple(coll.table_names)
-        arrival.meta = header
-        header_la = header.get("la_code")
-        if header_la and arrival.la_code and header_la != arrival.la_code:
-            raise UnreadableFile(f"header says LEA {header_la} but the file is in the folder of LA {arrival.la_code}")
-        arrival.la_code = arrival.la_code or header_la
-        _year_from_header(arrival, header)
-        return
-    raise UnreadableFile(f"XML root <{root}> matches no declared collection")
+        candidates.append((coll, header, bool(expected and said == expected)))
+    named = [c for c in candidates if c[2]]
+    if named or len(candidates) == 1:
+        coll, header, _ = (named or candidates)[0]
+    elif candidates:
+        body = body_path(arrival.path)
+        scored = [(_structure_match(c[0], body), c) for c in candidates]
+        score, (coll, header, _) = max(scored, key=lambda sc: sc[0])
+        if not score:
+            raise UnreadableFile(f"XML <{root}> message whose header names no collection and whose records "
+                                 f"(<{'/'.join(body) or 'nothing'}>) match none declared")
+        arrival.meta["recognised_by"] = "structure (the header has no Collection element)"
+    else:
+        raise UnreadableFile(f"XML root <{root}> matches no declared collection")
+    arrival.format, arrival.collection = "xml", coll.id
+    arrival.tables = tuple(coll.table_names)
+    arrival.meta = {**arrival.meta, **header}
+    header_la = header.get("la_code")
+    if header_la and arrival.la_code and header_la != arrival.la_code:
+        raise UnreadableFile(f"header says LEA {header_la} but the file is in the folder of LA {arrival.la_code}")
+    arrival.la_code = arrival.la_code or header_la
+    _year_from_header(arrival, header)
+
+
+def _structure_match(coll: schema.Collection, body: list[str]) -> int:
+    """How deep the collection's record path (``Children/Child``) or a table's own record element
+    (``LALevelVacancies``) matches the path of the message's first record; 0: not at all."""
+    paths = [coll.spec["xml"]["record"].split("/")]
+    for spec in coll.base_tables.values():
+        own = (spec.get("xml") or {}).get("record")
+        if own:
+            paths.append(own.split("/"))
+    best = 0
+    for path in paths:
+        if body[:len(path)] == path:
+            best = max(best, len(path))
+    return best
 
 
 def _identify_xlsx(arrival: Arrival) -> None:
@@ -318,10 +409,11 @@ def discover(landing: Path, collection: str | None = None, seen: set[tuple[str, 
     (relpath, sha256)), recognised, with 903 CSV years inferred per folder where the name is silent."""
     landing = Path(landing).resolve()
     arrivals = []
-    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
-        if path.name in _IGNORED or any(part.startswith(".") for part in path.relative_to(landing).parts):
+    for path in _walk(landing):
+        rel = path.relative_to(landing)
+        if path.name in _IGNORED or any(_hidden(part) for part in rel.parts):
             continue
-        if not _could_belong(path.relative_to(landing), collection):
+        if not _could_belong(rel, collection):
             continue
         arrival = identify(path, landing)
         if seen and (arrival.relpath, arrival.sha256) in seen:
@@ -334,6 +426,29 @@ def discover(landing: Path, collection: str | None = None, seen: set[tuple[str, 
         arrivals = [a for a in arrivals if owning_collection(a) == collection or
                     (a.collection is None and collection_hint(a) == collection)]
     return arrivals
+
+
+def _hidden(name: str) -> bool:
+    """A hidden name (``.git``, ``.~lock.x.csv#``, a sync client's ``.partial``): not a return. A name that
+    merely starts with dots and then a separator-like character (``..\\header.csv``) is an odd name, not a
+    hidden one, and is taken."""
+    return name.startswith(".") and name.lstrip(".")[:1] not in ("\\", "")
+
+
+def _walk(landing: Path) -> list[Path]:
+    """Every regular file and every symbolic link (to a file, a folder or nothing) under ``landing``,
+    sorted; links to folders are not descended into, so nothing outside the landing area is listed."""
+    found = []
+    for folder, dirs, files in os.walk(landing, followlinks=False):
+        base = Path(folder)
+        for name in dirs:
+            if (base / name).is_symlink():
+                found.append(base / name)
+        for name in files:
+            p = base / name
+            if p.is_symlink() or p.is_file():
+                found.append(p)
+    return sorted(found)
 
 
 def _could_belong(rel: Path, collection: str | None) -> bool:
@@ -421,3 +536,53 @@ def _infer_content_years(arrivals: list[Arrival]) -> None:
             if a.return_year is None and a.problem is None:
                 a.problem = ("cannot tell the return year: no year in the name or header and no event dates; "
                              "put the file under a year=YYYY folder")
+
+
+def records_in(arrival: Arrival) -> int:
+    """How many data records a file holds, read without trusting it: what the ledger's ``rows_in`` says for
+    a file refused whole. CSV: the lines that are not blank, less the header row (all of them when the
+    first line is not a header). XML: the record elements (``<Child>``, ``<Person>``, ...) of the
+    collections whose root it has, counted in the bytes, so a refused DOCTYPE is never parsed. A symbolic
+    link, an empty file or another format: 0."""
+    path = arrival.path
+    try:
+        if arrival.meta.get("link") or path.is_symlink() or not path.is_file():
+            return 0
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            if empty_reason(path):
+                return 0
+            try:
+                text, _ = read_text(path)
+            except ValueError:
+                return sum(1 for line in path.read_bytes().splitlines() if line.strip(b" \t\r\n,;\x00"))
+            lines = sum(1 for line in text.splitlines() if not is_blank_line(line))
+            headerless = "no header row" in (arrival.problem or "")
+            return lines if headerless else max(lines - 1, 0)
+        if suffix == ".xml":
+            return _count_xml_records(path, arrival.meta.get("root"))
+    except OSError:
+        return 0
+    return 0
+
+
+def _count_xml_records(path: Path, root: str | None) -> int:
+    tags = set()
+    for coll in schema.collections().values():
+        xml = coll.spec.get("xml")
+        if xml and (root is None or xml["root"] == root):
+            tags.add(xml["record"].split("/")[-1])
+    best = 0
+    for tag in sorted(tags):
+        pattern = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?" + re.escape(tag.encode()) + rb"[\s/>]")
+        n, tail = 0, b""
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                data = tail + chunk
+                # count matches that end before the overlap kept for the next chunk
+                cut = max(len(data) - 256, 0)
+                n += sum(1 for m in pattern.finditer(data) if m.start() < cut)
+                tail = data[cut:]
+            n += sum(1 for _ in pattern.finditer(tail))
+        best = max(best, n)
+    return best
