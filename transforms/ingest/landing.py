@@ -29,7 +29,39 @@ REFERENCE_FOLDER = "reference"  # LANDING/reference/<collection>/...: national l
 UNRECOGNISED = "unrecognised"   # pseudo-collection: files no schema claims, recorded as rejected
 _LA_CODE = re.compile(r"^\d{3}$")
 _YEAR_FOLDER = re.compile(r"^year=(\d{4})$")
+_SPAN_4_2 = re.compile(r"(?<!\d)(20\d{2})[-_ ]?(\d{2})(?!\d)")      # 2023-24, 2023_24, 202324
+_SPAN_2_2 = re.compile(r"(?<!\d)(\d{2})[-_](\d{2})(?!\d)")           # 23-24, 23_24
 _YEAR_IN_NAME = re.compile(r"(?<!\d)(20\d{2})(?!\d)")
+
+
+def year_from_name(name: str) -> tuple[int, bool] | None:
+    """The return year (ending 31 March) a file name states, and whether it is a financial-year span.
+
+    Spans are read as the sector writes them: ``2023-24``, ``2023_24``, ``202324`` and ``23-24`` all mean the
+    year to 31 March 2024 (the second year must follow the first). A bare ``2024`` is that year. Where a
+    name holds several, the last one counts. None when the name holds no year.
+    """
+    stem = name.rsplit(".", 1)[0]
+    found: list[tuple[int, int, bool]] = []          # (position, year, span)
+    taken: list[range] = []
+    for m in _SPAN_4_2.finditer(stem):
+        first, second = int(m.group(1)), int(m.group(2))
+        if second == (first + 1) % 100:
+            found.append((m.start(), first + 1, True))
+            taken.append(range(m.start(), m.end()))
+    for m in _YEAR_IN_NAME.finditer(stem):
+        if not any(m.start() in r for r in taken):
+            found.append((m.start(), int(m.group(1)), False))
+            taken.append(range(m.start(), m.end()))
+    if not found:
+        for m in _SPAN_2_2.finditer(stem):
+            first, second = int(m.group(1)), int(m.group(2))
+            if second == (first + 1) % 100 and not any(m.start() in r for r in taken):
+                found.append((m.start(), 2000 + second, True))
+    if not found:
+        return None
+    _, year, span = max(found)
+    return year, span
 _IGNORED = {".DS_Store", "Thumbs.db"}
 
 
@@ -89,8 +121,25 @@ def decide_return_year(arrival: Arrival) -> None:
     year = arrival.year_evidence[source]
     arrival.return_year, arrival.year_source = year, source
     arrival.year_reason = _YEAR_WORDS[source].format(year=year)
-    if arrival.collection is not None:
+    arrival.problem = _year_conflict(arrival)
+    if arrival.collection is not None and arrival.problem is None:
         arrival.problem = _year_problem(arrival)
+
+
+def _year_conflict(arrival: Arrival) -> str | None:
+    """The folder, the header and the file name must agree where they each state a year: a file is refused
+    rather than filed under the wrong one. A bare year in the name of a census not dated 31 March (CSWW,
+    30 September) names the census, not the return year, and is not held against the header."""
+    evidence = {k: v for k, v in arrival.year_evidence.items() if k in ("folder", "header", "name")}
+    if len(set(evidence.values())) <= 1:
+        return None
+    if "header" in evidence and "name" in evidence and not arrival.meta.get("name_year_span") and arrival.collection:
+        if schema.collection(arrival.collection).spec.get("reference_day", "03-31") != "03-31":
+            del evidence["name"]
+    if len(set(evidence.values())) <= 1:
+        return None
+    said = "; ".join(_YEAR_WORDS[k].format(year=v) for k, v in evidence.items())
+    return f"the return year is stated differently ({said}): refused rather than filed under the wrong year"
 
 
 def _year_problem(arrival: Arrival) -> str | None:
@@ -181,9 +230,11 @@ def identify(path: Path, landing: Path) -> Arrival:
             arrival.problem = f"no collection schema reads {suffix or 'extensionless'} files"
     except (UnreadableFile, ValueError) as exc:
         arrival.problem = str(exc)
-    m = _YEAR_IN_NAME.findall(path.name)
-    if m:
-        arrival.year_evidence["name"] = int(m[-1])
+    named = year_from_name(path.name)
+    if named:
+        arrival.year_evidence["name"] = named[0]
+        if named[1]:
+            arrival.meta["name_year_span"] = "true"
     if arrival.problem is None and arrival.collection != "published" and arrival.la_code is None and reference is None:
         arrival.problem = ("cannot tell which council sent this file: put it under LANDING/<la_code>/ "
                            "(3-digit old LA code)")

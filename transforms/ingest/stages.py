@@ -201,8 +201,19 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
                                        clean=str(clean_path), summary=summary)
 
 
+RAW_KEEP = 1000   # characters of a quarantined cell kept in ``raw``; a longer one is described, not kept
+
+
 def _as_map(raw: dict) -> list[tuple[str, str | None]]:
-    return [(str(k), None if v is None else str(v)) for k, v in raw.items()]
+    """A quarantined row's protected cells as the quarantine's ``raw`` map; a cell longer than ``RAW_KEEP``
+    (a botched export's 50 MB field) is kept as its length only."""
+    out = []
+    for k, v in raw.items():
+        text = None if v is None else str(v)
+        if text is not None and len(text) > RAW_KEEP:
+            text = f"<{len(text)} characters, not kept>"
+        out.append((str(k), text))
+    return out
 
 
 def _published_arrow(clean: pd.DataFrame, coll: schema.Collection, arrival: Arrival, meta: dict,
