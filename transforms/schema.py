@@ -900,7 +900,8 @@ EES_SHARED = ("relation", "key_columns", "required_columns", "suppression_symbol
 @lru_cache(maxsize=None)
 def _load_all(schema_dir: str) -> dict[str, Collection]:
     collections: dict[str, Collection] = {}
-    paths = sorted(Path(schema_dir).glob("*.yaml")) + sorted((Path(schema_dir) / EES_FOLDER).glob("*.yaml"))
+    paths = sorted(p for p in Path(schema_dir).glob("*.yaml") if p.name != COUNCILS_FILE.name)
+    paths += sorted((Path(schema_dir) / EES_FOLDER).glob("*.yaml"))
     for path in paths:
         coll = load_collection(path)
         if coll.id in collections:
@@ -948,3 +949,82 @@ def collection(collection_id: str) -> Collection:
         return collections()[collection_id]
     except KeyError:
         raise KeyError(f"no schema for collection {collection_id!r}") from None
+
+
+# -- councils: schemas/councils.yaml (not a collection: the councils every collection's rows belong to) ------
+COUNCILS_FILE = SCHEMA_DIR / "councils.yaml"
+LaCode = Annotated[str, Field(pattern=r"^\d{3}$")]
+OnsCode = Annotated[str, Field(pattern=r"^E0[6-9]\d{6}$|^E10\d{6}$")]
+
+
+class OtherOns(SchemaModel):
+    code: OnsCode
+    """Another ONS code the council's published rows carry."""
+    years: Annotated[list[int], Field(min_length=2, max_length=2)]
+    """First and last published ``time_period`` year (its first four digits) seen with that code."""
+
+
+class Council(SchemaModel):
+    """One council in ``schemas/councils.yaml`` (keyed by its 3-digit DfE code)."""
+    ons: OnsCode
+    """9-character ONS code (E06, E08, E09 or E10) the DfE rules compare placements with."""
+    name: Text
+    """Council name as DfE publishes it."""
+    region_code: Annotated[str, Field(pattern=r"^E1[23]\d{6}$")]
+    """Region (E12) or, in London, Inner/Outer London (E13) code, as EES files give it."""
+    region: Text
+    """Region name as EES files give it (Inner London, Outer London, North East, ...)."""
+    from_: date | None = Field(default=None, alias="from")
+    """First day of a council created by reorganisation (always 1 April)."""
+    until: date | None = None
+    """Last day of a council abolished by reorganisation (31 March)."""
+    successors: list[LaCode] = []
+    """Councils that took over an abolished council's area (its series continue in theirs)."""
+    other_ons: list[OtherOns] = []
+    """Other ONS codes under which the council's rows have been published."""
+
+    @model_validator(mode="after")
+    def _abolished_has_successors(self):
+        if (self.until is None) != (not self.successors):
+            raise invalid("a council with 'until' names its successors, and only then", whole=True)
+        return self
+
+
+class JointReturn(SchemaModel):
+    """A code under which two councils publish one figure (credited to each member)."""
+    code: Text
+    """The combined code as EES files give it in ``old_la_code`` (``314 / 318``)."""
+    ons: Text
+    """The combined ONS code as EES files give it in ``new_la_code``."""
+    name: Text
+    """The combined name as EES files give it."""
+    members: Annotated[list[LaCode], Field(min_length=2)]
+    """The member councils' 3-digit codes."""
+    note: Text
+    """Why they return together."""
+
+
+class CouncilsFile(SchemaModel):
+    """``schemas/councils.yaml``: every council, how councils were reorganised, joint returns."""
+    councils: dict[LaCode, Council]
+    joint_returns: list[JointReturn] = []
+
+    @model_validator(mode="after")
+    def _links_known(self):
+        codes = set(self.councils)
+        named = [c for v in self.councils.values() for c in v.successors]
+        named += [m for j in self.joint_returns for m in j.members]
+        unknown = sorted(set(named) - codes)
+        if unknown:
+            raise invalid(f"successors or members not declared as councils: {', '.join(unknown)}", whole=True)
+        return self
+
+    def predecessors(self, code: str) -> list[str]:
+        """Councils whose area passed (in whole or part) to ``code``."""
+        return sorted(k for k, v in self.councils.items() if code in v.successors)
+
+
+@lru_cache(maxsize=1)
+def councils() -> CouncilsFile:
+    """``schemas/councils.yaml`` parsed (``SchemaError`` naming the file and key path if malformed)."""
+    return parse(CouncilsFile, read_yaml(COUNCILS_FILE), COUNCILS_FILE)
