@@ -44,7 +44,7 @@ test-fast: $(BIN)/csreturns
 ## a few minutes of random mutations of the shared samples through ingest (issue 11); prints how many inputs
 ## it tried (hypothesis statistics). FUZZ_EXAMPLES=N for more or fewer.
 fuzz: $(BIN)/csreturns
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider --hypothesis-show-statistics \
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider --timeout=0 --hypothesis-show-statistics \
 		tests/test_variants_property.py
 
 bench: $(BIN)/csreturns

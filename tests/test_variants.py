@@ -212,3 +212,71 @@ def test_a_value_of_a_column_that_is_not_a_plain_code_is_described_never_quoted(
 def test_a_short_code_is_quoted_where_the_column_is_a_plain_code_list():
     assert shown_value("3", quote=True) == "'3'"
     assert "7777777777" not in shown_value("7" * 50, quote=True)
+
+
+# -- published statistics --------------------------------------------------------------------------
+C1_HEAD = ("time_period,time_identifier,geographic_level,country_code,country_name,region_code,region_name,"
+           "old_la_code,new_la_code,la_name,category,referral_count,rereferral_percent\n")
+
+
+@pytest.mark.parametrize("symbol", ["x", "c", "z"])
+def test_a_declared_ees_measure_column_wholly_suppressed_stays_a_measure(tmp_path, symbol):
+    from transforms.ingest.readers.ees import read_ees
+    text = C1_HEAD + "".join(f"2025,Reporting year,Local authority,E92000001,England,E1,R,{la},E0{la},LA {la},"
+                             f"Referrals,{n},{symbol}\n" for la, n in (("301", 100), ("302", 200)))
+    path = put(tmp_path, "c1_children_in_need_referrals_and_rereferrals_2025.csv", text)
+    raw = read_ees(path, schema.collection("published"))
+    assert raw.meta["measures"].split(",") == ["referral_count", "rereferral_percent"]
+    assert raw.meta["breakdowns"] == "category"
+
+
+def test_an_undeclared_ees_column_of_only_symbols_is_read_as_a_measure(tmp_path):
+    from transforms.ingest.readers.ees import read_ees
+    text = ("time_period,time_identifier,geographic_level,old_la_code,phase,pupils,rate\n"
+            "2025,Academic year,Local authority,301,Primary,10,x\n2025,Academic year,Local authority,302,Primary,20,c\n")
+    raw = read_ees(put(tmp_path, "unknown_dataset_2025.csv", text), schema.collection("published"))
+    assert set(raw.meta["measures"].split(",")) == {"pupils", "rate"} and raw.meta["breakdowns"] == "phase"
+
+
+# -- workbooks -------------------------------------------------------------------------------------
+def _workbook(path, sheets: dict[str, list[list]]):
+    import openpyxl
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for title, rows in sheets.items():
+        ws = wb.create_sheet(title)
+        for row in rows:
+            ws.append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path
+
+
+SEND_LISTS = {
+    "List_1": [["Child ID", "UPN", "Date of Birth", "Sex", "Ethnicity", "Primary Need", "EHC Plan Start Date",
+                "Date of Last Annual Review", "Setting URN", "Setting Type"],
+               ["S1001", "A123456789012", "2014-05-01", "M", "WBRI", "ASD", "2022-01-10", "2023-01-09", "100001", "MS"]],
+    "List_2": [["Child ID", "UPN", "Date of Birth", "Sex", "Ethnicity", "Date Request Received", "Decision to Assess",
+                "Date of Decision", "Date Final Plan Issued", "Issued Within 20 Weeks"],
+               ["S1002", "", "2016-02-01", "F", "WBRI", "2023-09-01", "Yes", "2023-10-01", "2024-01-05", "Yes"]],
+}
+
+
+def test_the_area_send_annex_a_with_list_sheets_is_recognised_by_its_columns(landing):
+    path = _workbook(landing / "301/year=2024/annex_a.xlsx", SEND_LISTS)
+    arrival = identify(path, landing)
+    assert arrival.collection == "send_annex_a" and arrival.problem is None
+    assert set(arrival.tables) == {"ehc_plans", "ehc_assessments"}
+
+
+def test_the_send_list_sheets_are_read_into_their_tables(tmp_path):
+    from transforms.ingest.readers.xlsx import read_xlsx
+    coll = schema.collection("send_annex_a")
+    raw = read_xlsx(_workbook(tmp_path / "send.xlsx", SEND_LISTS), coll, coll.tables(2024))
+    assert list(raw.tables["ehc_plans"]["Child ID"]) == ["S1001"]
+    assert list(raw.tables["ehc_assessments"]["Child ID"]) == ["S1002"]
+
+
+def test_the_ilacs_annex_a_is_still_recognised_as_annex_a(landing):
+    path = put(landing, "301/year=2024/Annex_A.xlsx", need(SAMPLES / "annex_a" / "Annex_A_2024_Jan.xlsx"))
+    assert identify(path, landing).collection == "annex_a"

@@ -399,19 +399,27 @@ def _structure_match(coll: schema.Collection, body: list[str]) -> int:
 
 
 def _identify_xlsx(arrival: Arrival) -> None:
-    """A workbook is the collection whose declared sheets it holds most of (Annex A: "List 1".."List 11")."""
-    from transforms.ingest.readers.xlsx import sheet_names, table_sheets
-    titles = sheet_names(arrival.path)
+    """A workbook is the collection whose declared tables its sheets' header rows name most of; sheet names
+    ("List 1".."List 11" for ILACS Annex A) decide only when no header names any. The area SEND Annex A,
+    whose sheets may also be called ``List_1``, ``List_2``, is told from the ILACS one by its columns."""
+    from transforms.ingest.readers.xlsx import sheet_heads, table_sheets, tables_by_header
+    heads = sheet_heads(arrival.path)
+    titles = list(heads)
     best = None
     for coll in schema.collections().values():
         if "xlsx" not in coll.formats or coll.kind == "reference":  # those come under reference/<collection>/
             continue
-        found = table_sheets(titles, coll.tables(), coll)
-        score = (len(found) / len(coll.table_names), len(found)) if found else None
-        if score and (best is None or score > best[0]):
+        by_name = table_sheets(titles, coll.tables(), coll)
+        by_header = tables_by_header(heads, coll, coll.tables())
+        found = {**by_name, **by_header}
+        if not found:
+            continue
+        score = (len(by_header), len(by_name) / len(coll.table_names), len(by_name))
+        if best is None or score > best[0]:
             best = (score, coll, found)
     if best is None:
-        raise UnreadableFile(f"workbook sheets match no declared collection: {', '.join(titles)[:200]}")
+        raise UnreadableFile(f"workbook of {len(titles)} sheet{'s' if len(titles) != 1 else ''} whose names "
+                             "and header rows match no declared collection")
     _, coll, found = best
     arrival.format, arrival.collection = "xlsx", coll.id
     arrival.tables = tuple(t for t in coll.table_names if t in found)
