@@ -280,3 +280,47 @@ def test_the_send_list_sheets_are_read_into_their_tables(tmp_path):
 def test_the_ilacs_annex_a_is_still_recognised_as_annex_a(landing):
     path = put(landing, "301/year=2024/Annex_A.xlsx", need(SAMPLES / "annex_a" / "Annex_A_2024_Jan.xlsx"))
     assert identify(path, landing).collection == "annex_a"
+
+
+# -- never lose a return silently ------------------------------------------------------------------
+def _held(repo_root, table: str = "header") -> list[tuple]:
+    import duckdb
+    glob = (repo_root / "parquet" / "collection=ssda903" / f"table={table}" / "*" / "*" / "data.parquet").as_posix()
+    return duckdb.sql(f"SELECT load_id, source_row FROM read_parquet('{glob}', hive_partitioning=true) "
+                      "ORDER BY source_row").fetchall()
+
+
+@pytest.mark.parametrize(("resubmitted", "reason"), [
+    (HEADER_ROW + "\r\n", "header row only"),
+    ("\r\n,,,,,,\r\n" + HEADER_ROW + "\r\n,,,,,,\r\n", "header row only"),
+    (HEADER_ROW + "\r\nA1001,7,01/01/2010,WBRI,,,\r\nA1002,8,02/02/2011,WBRI,,,\r\n", "every row failed validation"),
+    ("", "empty file"),
+])
+def test_a_resubmission_without_a_valid_row_never_replaces_a_return_that_has_rows(landing, repo_root, resubmitted,
+                                                                                  reason):
+    from transforms.run import ingest
+    put(landing, "301/year=2024/header.csv", header_csv())
+    [first] = ingest(landing, repo_root, refresh=False)
+    before = _held(repo_root)
+    assert first["status"] == "loaded" and len(before) == 2
+    put(landing, "301/year=2024/header.csv", resubmitted)
+    [again] = ingest(landing, repo_root, only_new=True, refresh=False)
+    assert again["status"] == "rejected" and reason in again["reason"] and again["rows_loaded"] == 0
+    assert again["rows_in"] == again["rows_quarantined"] and again["replaces"] == []
+    assert _held(repo_root) == before
+
+
+def test_an_episode_whose_child_has_no_header_row_is_reported_naming_its_line(landing, repo_root):
+    import duckdb
+
+    from transforms.run import ingest
+    put(landing, "301/year=2024/header.csv", header_csv())
+    put(landing, "301/year=2024/episodes.csv",
+        "CHILD,DECOM,RNE,LS,CIN,PLACE,PLACE_PROVIDER,DEC,REC,REASON_PLACE_CHANGE,HOME_POST,PL_POST,URN\n"
+        "A1001,01/05/2023,S,C2,N1,U1,PR1,,,,,,\nB7777,01/06/2023,S,C2,N1,U1,PR1,,,,,,\n")
+    rows = {r["table"]: r for r in ingest(landing, repo_root)}
+    assert (rows["episodes"]["status"], rows["episodes"]["rows_loaded"]) == ("loaded", 2)
+    with duckdb.connect(str(repo_root / "csreturns.duckdb"), read_only=True) as con:
+        found = con.execute("SELECT source_row FROM validation_errors WHERE table_name = 'episodes' "
+                            "AND code = 'INT03'").fetchall()
+    assert found == [(3,)]
