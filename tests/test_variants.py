@@ -324,3 +324,18 @@ def test_an_episode_whose_child_has_no_header_row_is_reported_naming_its_line(la
         found = con.execute("SELECT source_row FROM validation_errors WHERE table_name = 'episodes' "
                             "AND code = 'INT03'").fetchall()
     assert found == [(3,)]
+
+
+# -- line numbers ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("pad", [0, 70_000])
+def test_xml_rows_name_the_line_their_element_starts_on_even_past_line_65535(tmp_path, pad):
+    coll = schema.collection("cin_census")
+    source = need(SAMPLES / "cin_census" / "CIN_Census_2024.xml").read_text(encoding="utf-8")
+    text = source.replace("<Children>", "<Children>" + "\n" * pad, 1)
+    tables = read_records(put(tmp_path, "cin.xml", text), coll, coll.tables(2024)).tables
+    lines = text.splitlines()
+    for table, element in (("children", "<Child>"), ("episodes", "<CINdetails>"), ("assessments", "<Assessments>"),
+                           ("assessment_factors", "<AssessmentFactors>")):
+        rows = list(tables[table]["source_row"])
+        assert rows and all(lines[r - 1].strip().startswith(element) for r in rows), (table, rows)
+        assert all(r > pad for r in rows)

@@ -168,6 +168,20 @@ def _in_header(elem) -> bool:
     return False
 
 
+_SHORT_LINES = 65535   # libxml2 keeps an element's line in 16 bits; past it, the line is found through its text
+
+
+def source_line(elem) -> int | None:
+    """The line of the file where ``elem`` starts. Past line 65,535 libxml2 (with big-line support) takes an
+    element's line from its first text node, which records the line where that text *ends*: for a record
+    such as ``<Child>`` followed by an indented ``<ChildIdentifiers>`` that is one line late. The newlines
+    inside that text are taken off again."""
+    line = elem.sourceline
+    if line is not None and line >= _SHORT_LINES and len(elem) and elem.text:
+        line -= elem.text.count("\n")
+    return line
+
+
 def _local(tag) -> str:
     """Element name without a namespace: councils' software may or may not declare one."""
     return tag if tag[:1] != "{" else tag.split("}", 1)[1]
@@ -251,7 +265,7 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
                     continue
                 for elem, ordinals in _walk(record, steps, levels, start):
                     found = record_values if elem is record else _values(elem)
-                    row = {"source_row": elem.sourceline}
+                    row = {"source_row": source_line(elem)}
                     for name, paths in lookups:
                         value = None
                         for p in paths:
