@@ -339,3 +339,17 @@ def test_xml_rows_name_the_line_their_element_starts_on_even_past_line_65535(tmp
         rows = list(tables[table]["source_row"])
         assert rows and all(lines[r - 1].strip().startswith(element) for r in rows), (table, rows)
         assert all(r > pad for r in rows)
+
+
+def test_odd_names_are_shown_escaped_in_logs_but_kept_exact_in_the_ledger():
+    from transforms.ingest.landing import printable
+    assert printable("revi\news.csv") == "revi\\x0aews.csv"
+    assert printable("\u00e9pisodes \u202evsc.csv") == "\u00e9pisodes \\u202evsc.csv"
+    assert printable("..\\..\\header.csv") == "..\\..\\header.csv"
+
+
+def test_a_file_gone_between_listing_and_reading_is_recorded_with_its_reason_not_a_crash(landing):
+    path = put(landing, "301/year=2024/header.csv", header_csv())
+    path.unlink()     # an upload moved away by its sender mid-scan
+    arrival = identify(path, landing)
+    assert "cannot be read" in arrival.problem and arrival.la_code == "301" and records_in(arrival) == 0

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import os
 import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -156,6 +157,19 @@ def _year_problem(arrival: Arrival) -> str | None:
     return None
 
 
+def printable(name: str) -> str:
+    """A file name as a log line or a terminal may show it: control and format characters (a newline, an
+    escape, a right-to-left override that reverses what follows) written as escapes, so a name can neither
+    break a log line nor disguise itself. The ledger keeps the name exactly; this is for display only."""
+    out = []
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -210,7 +224,12 @@ def identify(path: Path, landing: Path) -> Arrival:
                           bytes=0, problem=link_problem(path, landing.resolve()), meta={"link": "true"})
         arrival.la_code, _, _ = _location(rel)
         return arrival
-    arrival = Arrival(path=path, relpath=_relpath(rel), sha256=sha256_of(path), bytes=path.stat().st_size)
+    try:
+        digest, size = sha256_of(path), path.stat().st_size
+    except OSError as exc:
+        return Arrival(path=path, relpath=_relpath(rel), sha256=hashlib.sha256(b"unreadable").hexdigest(), bytes=0,
+                       la_code=_location(rel)[0], problem=f"the file cannot be read ({exc.strerror or 'error'})")
+    arrival = Arrival(path=path, relpath=_relpath(rel), sha256=digest, bytes=size)
     la_code, published, folder_year = _location(rel)
     arrival.la_code = la_code
     if folder_year:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms import schema
-from transforms.ingest.landing import Arrival, records_in
+from transforms.ingest.landing import Arrival, printable, records_in
 from transforms.ingest.normalise import normalise_table
 from transforms.ingest.privacy import Pseudonymiser, protect, protect_raw
 from transforms.ingest.readers import RawTables, UnreadableFile
@@ -187,7 +187,7 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
     (results_dir / f"{name}.json").write_text(json.dumps(
         {"file": arrival.relpath, "rows_in": rows_in, "rows_quarantined": len(quarantined),
          "validated_with_files": batch_size, "gx": verdict.gx_result}, default=str, indent=1))
-    log.info("GX %s %s", arrival.relpath, summary)
+    log.info("GX %s %s", printable(arrival.relpath), summary)
     for row in quarantined.to_dict("records"):
         failing = {f["field"] for f in row["failures"]}
         quarantine.append({
