@@ -353,3 +353,16 @@ def test_a_file_gone_between_listing_and_reading_is_recorded_with_its_reason_not
     path.unlink()     # an upload moved away by its sender mid-scan
     arrival = identify(path, landing)
     assert "cannot be read" in arrival.problem and arrival.la_code == "301" and records_in(arrival) == 0
+
+
+def test_a_row_with_more_cells_than_the_header_is_refused_naming_its_line_of_the_file(tmp_path):
+    text = "\n,,,\n" + HEADER_ROW + "\nA1,1,01/01/2010,WBRI,,,\nA2,1,01/01/2010,WBRI,,,,,,\n"
+    with pytest.raises(UnreadableFile, match="line 5 has 10 fields, the header 7"):
+        read_table(put(tmp_path, "h.csv", text), HEADER)
+
+
+def test_a_trailing_comma_on_the_data_rows_only_does_not_shift_the_columns(tmp_path):
+    text = HEADER_ROW + "\n" + "".join(c + ",\n" for c in CHILDREN)
+    df = read_table(put(tmp_path, "h.csv", text), HEADER).tables["header"]
+    assert list(df["CHILD"]) == ["A1001", "A1002"] and list(df["SEX"]) == ["1", "2"]
+    assert list(df["source_row"]) == [2, 3]

@@ -55,7 +55,7 @@ def read_csv_strings(path: Path) -> tuple[pd.DataFrame, str]:
     skip = leading_blank_lines(text)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],
-                         skip_blank_lines=False, skiprows=skip, engine="c")
+                         skip_blank_lines=False, skiprows=skip, engine="c", index_col=False)
     except pd.errors.ParserError as exc:
         raise UnreadableFile(f"not a well-formed CSV: {_parser_problem(exc, skip)}") from None
     except pd.errors.EmptyDataError:
@@ -72,11 +72,11 @@ def read_csv_strings(path: Path) -> tuple[pd.DataFrame, str]:
 
 
 def _parser_problem(exc: Exception, skip: int) -> str:
-    """pandas' tokenizer message, with its line number made the file's (it counts from the header)."""
+    """pandas' tokenizer message in the file's terms (its line numbers already count the skipped lines)."""
     text = str(exc).strip()
     m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
     if m:
-        return f"line {int(m.group(2)) + skip} has {m.group(3)} fields, the header {m.group(1)}"
+        return f"line {m.group(2)} has {m.group(3)} fields, the header {m.group(1)}"
     return text.split("\n")[0][:200]
 
 
