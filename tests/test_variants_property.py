@@ -53,7 +53,8 @@ def mutated_csv(draw):
     rows = [line.split(",") for line in _csv_sample(name).splitlines()]
     written: list[str] = []
     for _ in range(draw(st.integers(0, 4))):
-        op = draw(st.sampled_from(["edit", "edit", "drop_column", "duplicate_column", "junk_line", "blank_line"]))
+        op = draw(st.sampled_from(["edit", "edit", "drop_column", "duplicate_column", "junk_line", "blank_line",
+                                   "trailing_comma", "short_row"]))
         width = len(rows[0])
         if op == "edit":
             r, c = draw(st.integers(0, len(rows) - 1)), draw(st.integers(0, width - 1))
@@ -67,6 +68,11 @@ def mutated_csv(draw):
         elif op == "duplicate_column":
             c = draw(st.integers(0, width - 1))
             rows = [row[:c + 1] + row[c:c + 1] + row[c + 1:] for row in rows]
+        elif op == "trailing_comma":    # an export that ends every data row with a separator
+            rows = [rows[0]] + [row + [""] for row in rows[1:]]
+        elif op == "short_row" and len(rows) > 1:
+            r = draw(st.integers(1, len(rows) - 1))
+            rows[r] = rows[r][:draw(st.integers(0, len(rows[r])))]
         elif op == "junk_line":
             value = draw(MARK)
             rows.insert(draw(st.integers(0, len(rows))), [value])
