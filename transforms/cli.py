@@ -14,7 +14,8 @@ def _progress(i: int, n: int, row: dict) -> None:
         detail += f", {row['rows_quarantined']} quarantined"
     if row.get("reason") and row["status"] in ("rejected", "duplicate"):
         detail += f" - {row['reason']}"
-    print(f"[{i}/{n}] {row['status']:<13} {row['relpath']}: {detail}", flush=True)
+    from transforms.ingest.landing import printable
+    print(f"[{i}/{n}] {row['status']:<13} {printable(row['relpath'])}: {detail}", flush=True)
 
 
 def cmd_ingest(args) -> int:

@@ -158,9 +158,17 @@ class Pseudonymiser:
         return values.map(mapping)
 
 
+_OUTWARD = r"[A-Z]{1,2}\d[A-Z\d]?"
+
+
 def postcode_district(values: pd.Series) -> pd.Series:
-    compact = values.str.upper().str.replace(_SPACES, "", regex=True)
-    return compact.where(compact.str.len() > 4, None).str[:-3]
+    """The outward code (district) of each postcode: ``EG19 7TT`` -> ``EG19``; a value that is already an
+    outward code alone (``EG19``, ``J1``) is kept as the district. Anything else becomes None (validation
+    reports the value before this runs: see the HOME_POST / PL_POST patterns in schemas/)."""
+    compact = values.astype("string").str.upper().str.replace(_SPACES, "", regex=True)
+    full = compact.str.extract(f"^({_OUTWARD})\\d[A-Z]{{2}}$", expand=False)
+    outward = compact.where(compact.str.fullmatch(_OUTWARD).fillna(False).astype(bool))
+    return full.fillna(outward).astype(object).where(full.fillna(outward).notna(), None)
 
 
 def month_of(values: pd.Series) -> pd.Series:
