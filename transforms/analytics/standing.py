@@ -162,8 +162,8 @@ def read_metrics(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=cols)
     out = pd.concat(parts, ignore_index=True)[cols]
-    out["period_end"] = pd.to_datetime(out["period_end"])
-    out["known_from"] = pd.to_datetime(out["known_from"])
+    out["period_end"] = pd.to_datetime(out["period_end"]).astype("datetime64[ns]")
+    out["known_from"] = pd.to_datetime(out["known_from"]).astype("datetime64[ns]")
     out["year"] = out["year"].astype(int)
     return _credit_joint(out)
 
@@ -194,7 +194,7 @@ def read_judgements(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                     and c.name.lower() not in by_name})
     code = j["la_code"].where(j["la_code"].notna(), j["la_name"].str.strip().str.lower().map(by_name))
     out = j.assign(la_code=code).dropna(subset=["la_code"])[cols]
-    out["publication_date"] = pd.to_datetime(out["publication_date"])
+    out["publication_date"] = pd.to_datetime(out["publication_date"]).astype("datetime64[ns]")
     return out.sort_values(["la_code", "publication_date"]).reset_index(drop=True)
 
 
@@ -330,10 +330,11 @@ def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Ti
     ``STALE_MONTHS``), ``reasons`` the factor's worst metrics in words."""
     if not dates:
         return pd.DataFrame(columns=["la_code", "as_of", "factor", "value", "reasons"])
-    grid = pd.DataFrame({"as_of": pd.to_datetime(dates)}).sort_values("as_of")
+    grid = pd.DataFrame({"as_of": pd.to_datetime(dates).astype("datetime64[ns]")}).sort_values("as_of")
     parts = []
     if len(levels):
-        lv = levels.sort_values("known_from")
+        lv = levels.assign(known_from=levels["known_from"].astype("datetime64[ns]"),
+                           period_end=levels["period_end"].astype("datetime64[ns]")).sort_values("known_from")
         keys = lv[["la_code", "metric"]].drop_duplicates()
         g = keys.merge(grid, how="cross").sort_values("as_of")
         known = pd.merge_asof(g, lv, left_on="as_of", right_on="known_from", by=["la_code", "metric"],
@@ -357,7 +358,8 @@ def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Ti
             pre = councils.predecessors(code)
             if pre:
                 js.append(judgements[judgements["la_code"].isin(pre)].assign(la_code=code))
-        j = pd.concat(js, ignore_index=True).sort_values("publication_date")
+        j = pd.concat(js, ignore_index=True)
+        j = j.assign(publication_date=j["publication_date"].astype("datetime64[ns]")).sort_values("publication_date")
         g = j[["la_code"]].drop_duplicates().merge(grid, how="cross").sort_values("as_of")
         known = pd.merge_asof(g, j, left_on="as_of", right_on="publication_date", by="la_code",
                               direction="backward").dropna(subset=["publication_date"])
