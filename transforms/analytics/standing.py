@@ -30,8 +30,9 @@ to each member council. A council created by reorganisation takes its predecesso
 for the years before it existed, so its change is measured across the reorganisation; a council abolished
 has no row after its last day.
 
-Ofsted history: the latest judgement published by the month end (a successor inherits its predecessors'),
-as 2 (Inadequate), 1 (Requires improvement), 0 (Good) or -1 (Outstanding).
+Ofsted history: the latest judgement published by the month end and in the last ``OFSTED_STALE_YEARS``
+(a successor inherits its predecessors'), as 2 (Inadequate), 1 (Requires improvement), 0 (Good) or -1
+(Outstanding).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ STALE_MONTHS = 30     # a figure whose period ended longer ago than this no long
 CHANGE_WEIGHT = 0.5   # weight of the two-year change beside the level
 CLIP = 3.0
 OFSTED_POINTS = {"4": 2.0, "3": 1.0, "2": 0.0, "1": -1.0}
+OFSTED_STALE_YEARS = 5   # a judgement older than this no longer counts (standard inspections come every ~3 years)
 OFSTED_WORDS = {"4": "Inadequate", "3": "Requires improvement", "2": "Good", "1": "Outstanding"}
 
 
@@ -305,12 +307,17 @@ def _explain(s: Metric, r) -> str:
     year = f"{r.year}" if r.period_end.month != 3 else f"{r.year - 1}-{str(r.year)[2:]}"
     text = f"{s.title} {_fmt(r.value, s.unit)} ({year})"
     if np.isfinite(r.neighbour_rank):
-        text += f", {_ordinal(int(r.neighbour_rank))} highest of {int(r.neighbour_n)} with its neighbours"
+        rank, n = int(r.neighbour_rank), int(r.neighbour_n)
+        if s.polarity == "lower_is_worse":
+            text += f", {_ordinal(n + 1 - rank)} lowest of {n} with its neighbours"
+        else:
+            text += f", {_ordinal(rank)} highest of {n} with its neighbours"
     text += f", England {_fmt(r.england, s.unit)}"
     if np.isfinite(r.change) and r.change != 0:
         unit = " points" if s.unit == "percent" else ""
         span = "two years" if r.change_years == 2 else "a year"
-        text += f", {'up' if r.change > 0 else 'down'} {abs(r.change):.1f}{unit} in {span}"
+        size = f"{abs(r.change):.0f}" if s.unit == "rate" else f"{abs(r.change):.1f}"
+        text += f", {'up' if r.change > 0 else 'down'} {size}{unit} in {span}"
     return text
 
 
@@ -363,6 +370,7 @@ def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Ti
         g = j[["la_code"]].drop_duplicates().merge(grid, how="cross").sort_values("as_of")
         known = pd.merge_asof(g, j, left_on="as_of", right_on="publication_date", by="la_code",
                               direction="backward").dropna(subset=["publication_date"])
+        known = known[known["as_of"] - known["publication_date"] <= pd.Timedelta(days=round(365.25 * OFSTED_STALE_YEARS))]
         words = ("last Ofsted judgement " + known["grade"].map(OFSTED_WORDS) + " (published "
                  + known["publication_date"].dt.strftime("%B %Y") + ")")
         pts = known["grade"].map(OFSTED_POINTS)
