@@ -65,6 +65,8 @@ COLUMNS = {
     "rank": ("INTEGER", "1 = highest score among councils at this month end (ties share a rank)"),
     "top_reasons": ("VARCHAR[]", "Up to three reasons, weightiest first, in plain words"),
     "coverage": ("INTEGER", "Number of factors known for the council at this month end"),
+    "standing": ("VARCHAR[]", "Every factor's figures in words ('factor: level (year), place among its neighbours, "
+                              "England, change'), the factor adding most to the score first"),
     **{factor_column(f): ("DOUBLE", f"Contribution of {f} to the score (NULL: not known)") for f in standing.FACTORS},
 }
 RELATIONS = {"council_risk": ("LA / month end", "A continuous risk score per council and month end from its standing "
@@ -116,6 +118,7 @@ def combine(factors: pd.DataFrame) -> pd.DataFrame:
     f["points"] = f["weight"] * f["value"]
     divisor = f.groupby(["la_code", "as_of"])["weight"].transform("sum") + SHRINK
     f["contribution"] = f["points"] / divisor
+    contribution = f["contribution"]
     wide = f.pivot_table(index=["la_code", "as_of"], columns="factor", values="contribution", aggfunc="sum")
     out = pd.DataFrame(index=wide.index)
     out["score"] = wide.sum(axis=1, min_count=1)
@@ -127,6 +130,15 @@ def combine(factors: pd.DataFrame) -> pd.DataFrame:
     reasons = f.groupby(["la_code", "as_of"])["reasons"].agg(lambda rs: [x for r in rs for x in r][:3])
     out["top_reasons"] = reasons.reindex(out.index)
     out["top_reasons"] = out["top_reasons"].apply(lambda r: list(r) if isinstance(r, (list, np.ndarray)) else [])
+    everything = factors.assign(contribution=contribution)
+    if "detail" not in everything:
+        everything["detail"] = None
+    everything["detail"] = [[f"{k}: {x}" for x in (d if isinstance(d, (list, np.ndarray)) else r)]
+                            for k, d, r in zip(everything["factor"], everything["detail"], everything["reasons"])]
+    detail = (everything.sort_values("contribution", ascending=False)
+              .groupby(["la_code", "as_of"])["detail"].agg(lambda ds: [x for d in ds for x in d]))
+    out["standing"] = detail.reindex(out.index)
+    out["standing"] = out["standing"].apply(lambda r: list(r) if isinstance(r, (list, np.ndarray)) else [])
     out = out.reset_index()
     out["rank"] = out.groupby("as_of")["score"].rank(method="min", ascending=False).astype("int32")
     out["as_of"] = pd.to_datetime(out["as_of"]).dt.date

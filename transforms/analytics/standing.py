@@ -332,11 +332,12 @@ def month_ends(start, end) -> list[pd.Timestamp]:
 
 
 def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
-    """``(la_code, as_of, factor, value, reasons)``: each factor's score per council and month end, from the
-    figures known then (the latest year of each metric published by ``as_of``, not older than
-    ``STALE_MONTHS``), ``reasons`` the factor's worst metrics in words."""
+    """``(la_code, as_of, factor, value, reasons, detail)``: each factor's score per council and month end,
+    from the figures known then (the latest year of each metric published by ``as_of``, not older than
+    ``STALE_MONTHS``); ``reasons`` the factor's metrics well above England's average (signed > 0.5, at most
+    two) in words, ``detail`` every metric of it in words, worst first."""
     if not dates:
-        return pd.DataFrame(columns=["la_code", "as_of", "factor", "value", "reasons"])
+        return pd.DataFrame(columns=["la_code", "as_of", "factor", "value", "reasons", "detail"])
     grid = pd.DataFrame({"as_of": pd.to_datetime(dates).astype("datetime64[ns]")}).sort_values("as_of")
     parts = []
     if len(levels):
@@ -354,9 +355,10 @@ def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Ti
         value = known.groupby(keys)["signed"].mean().rename("value")
         worst = known[known["signed"] > 0.5].sort_values("signed", ascending=False).groupby(keys).head(2)
         reasons = worst.groupby(keys)["explanation"].agg(list).rename("reasons")
-        f = pd.concat([value, reasons], axis=1).reset_index()
+        every = known.sort_values("signed", ascending=False).groupby(keys)["explanation"].agg(list).rename("detail")
+        f = pd.concat([value, reasons, every], axis=1).reset_index()
         f["reasons"] = f["reasons"].apply(lambda r: r if isinstance(r, list) else [])
-        parts.append(f[["la_code", "as_of", "factor", "value", "reasons"]])
+        parts.append(f[["la_code", "as_of", "factor", "value", "reasons", "detail"]])
     if len(judgements):
         # a successor council inherits its predecessors' judgements
         councils = schema.councils()
@@ -375,9 +377,10 @@ def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Ti
                  + known["publication_date"].dt.strftime("%B %Y") + ")")
         pts = known["grade"].map(OFSTED_POINTS)
         parts.append(pd.DataFrame({"la_code": known["la_code"], "as_of": known["as_of"], "factor": "Ofsted history",
-                                   "value": pts, "reasons": [[w] if p > 0 else [] for w, p in zip(words, pts)]}))
+                                   "value": pts, "reasons": [[w] if p > 0 else [] for w, p in zip(words, pts)],
+                                   "detail": [[w] for w in words]}))
     if not parts:
-        return pd.DataFrame(columns=["la_code", "as_of", "factor", "value", "reasons"])
+        return pd.DataFrame(columns=["la_code", "as_of", "factor", "value", "reasons", "detail"])
     return pd.concat(parts, ignore_index=True)
 
 
