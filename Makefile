@@ -21,7 +21,7 @@ $(BIN)/csreturns: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,production]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,production,clients]"
 	@touch $@
 
 ## make demo: set up, generate a landing area, run the collection DAGs through Airflow, build the repository

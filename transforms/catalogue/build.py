@@ -28,6 +28,13 @@ from transforms.store.repository import (
 
 PARTITION_TYPES = "{'la_code': 'VARCHAR', 'return_year': 'INTEGER'}"
 
+# The oldest DuckDB release whose clients must open the catalogue: 1.4 is DuckDB's long-term-support line,
+# and analysts' R packages, DBeaver drivers and the CLI from PyPI's ``duckdb-cli`` bundle 1.4 or 1.5. A file
+# written with DuckDB 2.x's default storage (version number 69) is refused by every 1.x client ("we can only
+# read 64-68"), so the catalogue is written in the 1.4 storage format, which 1.4, 1.5 and 2.x all read
+# (DuckDB's ``storage_compatibility_version`` setting; tests/test_readme_clients.py opens it in 1.4 and 1.5).
+STORAGE_VERSION = "v1.4.0"
+
 
 def _glob(repo: Repository, relative: str) -> str:
     return (repo.parquet / relative).as_posix()
@@ -96,7 +103,8 @@ def _create_published_view(con, repo: Repository) -> None:
 
 
 def build(repo: Repository, path: Path) -> None:
-    con = duckdb.connect(str(path))
+    """Write the catalogue into a new DuckDB file at ``path`` in storage format ``STORAGE_VERSION``."""
+    con = duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_VERSION})
     try:
         for coll in schema.collections().values():
             if coll.is_published:

@@ -142,8 +142,17 @@ def collection_dag(collection_id: str):
                       f"{row['rows_quarantined']} quarantined of {row['rows_in']})"
                       + (f" - {row['reason']}" if row.get("reason") else ""))
                 rows.append({k: row[k] for k in ("load_id", "relpath", "status", "rows_in", "rows_loaded",
-                                                 "rows_quarantined", "collection", "la_code", "return_year")})
+                                                 "rows_quarantined", "collection", "la_code", "return_year")}
+                            | {"reason": row.get("reason") or ""})
             return rows
+
+        # Fails, without retrying, when a file was rejected whole: the run is not plain green, the task's log
+        # and the failure e-mail name each file and why. Quarantined rows are listed but never fail it.
+        @task(retries=0)
+        def rejected_files(rows: list[list[dict]] | None = None) -> dict:
+            """Files this run rejected whole, with their reasons, and files with quarantined rows."""
+            rows = [row for batch in (rows or []) if batch for row in batch]
+            return alerts.report_rejections(collection_id, rows)
 
         @task
         def check_rules(rows: list[dict]) -> list[dict]:
@@ -176,6 +185,7 @@ def collection_dag(collection_id: str):
 
         loaded = load.expand(submission=validate.expand(submission=read.expand(submission=discover())))
         check_rules.expand(rows=loaded) >> publish(loaded)
+        rejected_files(loaded)
 
     return collect()
 
@@ -211,7 +221,9 @@ def _doc(coll: schema.Collection) -> str:
     return (f"### {coll.title}\n\nOwner: {coll.owner}. Cadence: {coll.cadence}. Grain: {coll.grain}. "
             f"Formats: {', '.join(coll.formats)}.\n\nDeclared in `schemas/{declared}`; loads {tables}. "
             "Tasks: discover new files, read, validate (Great Expectations), load (atomic swap), check_rules "
-            "(DfE validation rules per return, error report per file), publish (emits this collection's asset).")
+            "(DfE validation rules per return, error report per file), publish (emits this collection's asset) "
+            "and rejected_files, which fails, naming each file and its reason, when a file was rejected whole "
+            "(a red run and a failure e-mail; the loaded data still reaches the catalogue).")
 
 
 def repository_refresh_dag():

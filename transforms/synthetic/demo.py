@@ -7,6 +7,8 @@ own logs go to ``var/logs``; the terminal shows progress and, at the end, what w
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
 import shutil
 import subprocess
@@ -40,6 +42,79 @@ def _watch(ledger_dir: Path, expected: int, label: str, stop: threading.Event) -
         if done != last:
             _say(f"    {label}: {done}/{expected} files recorded")
             last = done
+
+
+# Barking and Dagenham and nine of its ten statistical neighbours (DfE's 2025 model, ../shared/reference/
+# statistical_neighbours/sn_model_2025_wide.csv), so the README's neighbours query compares 301 with councils
+# the demo really holds. The README's example queries use 301; tests/test_readme.py runs them on the first four.
+DEMO_COUNCILS = ("301", "308", "821", "313", "333", "336", "307", "304", "312", "874")
+README_COUNCIL = "301"
+
+
+def prepare_landing(landing: Path, *, la_codes: tuple[str, ...] = DEMO_COUNCILS, years=(2023, 2024, 2025),
+                    shared: Path | None = None) -> dict:
+    """Write the demo's landing area: synthetic returns of ``la_codes`` for ``years`` in their real formats, the
+    published EES files and statistical neighbours from ``shared/reference`` when present, and one file that is
+    rejected whole (``land_rejected_file``). Returns ``generate_landing``'s summary plus ``rejected`` (its path)."""
+    from transforms.synthetic.generator import generate_landing
+
+    shared = shared or settings.current().shared
+    ees = shared / "reference" / "ees"
+    summary = generate_landing(landing, la_codes=la_codes, years=years, ees_source=ees if ees.exists() else None)
+    neighbours = shared / "reference" / "statistical_neighbours"
+    for source in sorted(neighbours.glob("*.csv")):  # reference data: who each council compares with
+        target = landing / "reference" / "statistical_neighbours" / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    summary["rejected"] = land_rejected_file(landing)
+    return summary
+
+
+def land_rejected_file(landing: Path) -> Path:
+    """A council resends its latest SSDA903 episodes table without the DECOM and RNE columns (a spreadsheet
+    export that lost them): the file is recognised as SSDA903 episodes and rejected whole ("required column
+    missing"), the rows already loaded stay. Returns the file's path. Raises ``FileNotFoundError`` when the
+    landing area holds no SSDA903 episodes CSV."""
+    episodes = sorted(landing.glob("*/ssda903/year=*/episodes.csv"))
+    if not episodes:
+        raise FileNotFoundError(f"no SSDA903 episodes CSV under {landing} to derive a rejected file from")
+    source = episodes[-1]
+    raw = source.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252")
+    rows = list(csv.reader(io.StringIO(text)))
+    drop = {i for i, name in enumerate(rows[0]) if name in ("DECOM", "RNE")}
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([v for i, v in enumerate(row) if i not in drop] for row in rows)
+    target = source.with_name("episodes_resent.csv")
+    target.write_text(out.getvalue(), encoding="utf-8")
+    return target
+
+
+def land_resubmission(landing: Path, la_code: str | None = None) -> Path:
+    """A council resubmits its latest CIN census after the first load: the same return with a later
+    ``Header/Source/DateTime``, serial number 002 and its last child removed (a case recorded in error). Loaded
+    after the original, it replaces that return's rows. Returns the new file's path; raises
+    ``FileNotFoundError`` when there is no CIN census XML to resubmit."""
+    from lxml import etree
+
+    pattern = f"{la_code or '*'}/cin_census/CIN_Census_*.xml"
+    originals = sorted(p for p in landing.glob(pattern) if "resubmission" not in p.name)
+    if not originals:
+        raise FileNotFoundError(f"no CIN census XML under {landing} to resubmit")
+    source = originals[-1]
+    tree = etree.parse(str(source))
+    children = tree.find("Children")
+    children.remove(children.findall("Child")[-1])
+    source_el = tree.find("Header/Source")
+    source_el.find("SerialNo").text = "002"
+    stamp = source_el.find("DateTime")
+    stamp.text = stamp.text[:10] + "T16:45:00"
+    target = source.with_name(source.stem + "_resubmission.xml")
+    tree.write(str(target), xml_declaration=True, encoding="utf-8")
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
