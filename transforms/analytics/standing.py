@@ -13,7 +13,7 @@ Metrics (``METRICS``): each a proportion with its denominator (re-referrals of r
 ratio (caseload). Per metric and year, across every council with a figure:
 
 - ``z_level``: proportions and rates -- the over-dispersion-adjusted funnel z-score (arcsine scale,
-  DerSimonian-Laird between-council variance: ``early_warning.funnel``), which shrinks a small council's
+  DerSimonian-Laird between-council variance, as ``early_warning.funnel`` computes it), which shrinks a small council's
   deviation towards England by the width of its own funnel; ratios -- a robust z, (x - median) / (1.4826
   MAD). Then averaged with the same deviation from the mean of the council's statistical neighbours (latest
   model), in England's standard deviation, so a council is not flagged for the demand its area explains;
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from transforms import schema
-from transforms.analytics.early_warning import funnel
+from transforms.analytics.early_warning import _funnel_long
 
 STALE_MONTHS = 30     # a figure whose period ended longer ago than this no longer counts (a discontinued series)
 CHANGE_WEIGHT = 0.5   # weight of the two-year change beside the level
@@ -239,16 +239,23 @@ def standing(metrics: pd.DataFrame, neighbours: dict[str, list[str]]) -> pd.Data
         return pd.DataFrame()
     spec = {m.id: m for m in METRICS}
     m = _with_predecessors(metrics)
+    own = m[~m["inherited"]].reset_index(drop=True)
+    # every proportion and rate funnel at once, one per metric and year (same arithmetic as ``funnel``)
+    scale = own["metric"].map({k: {"percent": 100.0, "rate": 10000.0}.get(v.unit, np.nan) for k, v in spec.items()})
+    num, den = own["value"] / scale * own["denominator"], own["denominator"].astype(float)
+    ok = (np.isfinite(num) & np.isfinite(den) & (den > 0) & (num >= 0) & (num <= den)).to_numpy()
+    own["fz"], own["p0"] = np.nan, np.nan
+    if ok.any():
+        gid = own.loc[ok].groupby(["metric", "year"]).ngroup().to_numpy()
+        r = _funnel_long(gid, num[ok].to_numpy(), den[ok].to_numpy())
+        own.loc[ok, "fz"], own.loc[ok, "p0"] = r["z"], r["p0"] * scale[ok].to_numpy()
     out = []
-    for (metric, year), g in m[~m["inherited"]].groupby(["metric", "year"]):
+    for (metric, year), g in own.groupby(["metric", "year"]):
         g = g.copy()
         s = spec[metric]
-        if s.unit in ("percent", "rate") and g["denominator"].notna().all():
-            scale = 100.0 if s.unit == "percent" else 10000.0
-            num = g["value"] / scale * g["denominator"]
-            f = funnel(num.to_numpy(), g["denominator"].to_numpy())
-            z = f["z"].to_numpy()
-            england = float(f["p0"].dropna().iloc[0] * scale) if f["p0"].notna().any() else g["value"].mean()
+        if s.unit in ("percent", "rate") and g["fz"].notna().all():
+            z = g["fz"].to_numpy()
+            england = float(g["p0"].iloc[0])
             sd = float(g["value"].std())
         else:
             z = _robust_z(g["value"]).to_numpy()
@@ -282,8 +289,13 @@ def standing(metrics: pd.DataFrame, neighbours: dict[str, list[str]]) -> pd.Data
     two, one = before(2), before(1)
     levels["change_years"] = np.where(np.isfinite(two), 2, np.where(np.isfinite(one), 1, np.nan))
     levels["change"] = levels["value"] - np.where(np.isfinite(two), two, one)
-    levels["z_change"] = levels.groupby(["metric", "year"])["change"].transform(
-        lambda c: _robust_z(c) if c.notna().sum() >= 10 else c * np.nan)
+    by = levels.groupby(["metric", "year"])["change"]
+    med = by.transform("median")
+    dev = (levels["change"] - med).abs()
+    mad = 1.4826 * dev.groupby([levels["metric"], levels["year"]]).transform("median")
+    spread = mad.where(mad > 0, by.transform("std"))
+    enough = by.transform("count") >= 10
+    levels["z_change"] = ((levels["change"] - med) / spread).where(enough & (spread > 0))
     sign = levels["metric"].map({k: (-1.0 if v.polarity == "lower_is_worse" else 1.0) for k, v in spec.items()})
     lvl = levels["z_level"].clip(-CLIP, CLIP)
     chg = levels["z_change"].clip(-CLIP, CLIP).fillna(0.0)
