@@ -41,13 +41,16 @@ def cmd_refresh(args) -> int:
 
 
 def cmd_warn(args) -> int:
-    """The live concerns, worst first, in plain words."""
+    """The live concerns, worst first, in plain words; then every council's risk rank and its reasons
+    (published figures, Ofsted history and live warnings: a council with published figures only is ranked too)."""
     import duckdb
 
     with duckdb.connect(str(Path(args.repo) / "csreturns.duckdb"), read_only=True) as con:
-        as_of = args.as_of or con.execute("SELECT max(as_of) FROM early_warning").fetchone()[0]
+        as_of = args.as_of or con.execute(
+            "SELECT coalesce((SELECT max(as_of) FROM early_warning), (SELECT max(as_of) FROM council_risk))").fetchone()[0]
         if as_of is None:
-            print("no early-warning signals: the repository holds no rolling 12-month indicators yet")
+            print("no early-warning signals and no risk scores: the repository holds no indicators or published "
+                  "figures yet")
             return 0
         where, params = "WHERE e.as_of = ? AND e.direction = 'concern'", [as_of]
         if args.la:
@@ -59,11 +62,21 @@ def cmd_warn(args) -> int:
             LEFT JOIN council_risk r ON r.la_code = e.la_code AND r.as_of = e.as_of
             {where}
             ORDER BY e.severity DESC, r.score DESC NULLS LAST, e.la_code, e.indicator, e.method""", params).fetchall()
+        ranked = con.execute(f"""
+            SELECT rank, la_code, score, coverage, top_reasons FROM council_risk
+            WHERE as_of = ? {"AND la_code = ?" if args.la else ""} ORDER BY rank, la_code""",
+                             [as_of, *([args.la] if args.la else [])]).fetchall()
     scope = f"council {args.la}" if args.la else "all councils"
     print(f"Live concerns at {as_of} for {scope}: {len(rows)}")
     for la_code, method, severity, explanation, rank, score in rows:
         standing = f"risk rank {rank}, score {score:g}" if score is not None else "no risk score yet"
         print(f"  [{'!' * severity:<3}] {la_code} ({standing}) {explanation} [{method}]")
+    if ranked:
+        print(f"Risk of council {args.la} at {as_of}:" if args.la else
+              f"Risk ranking at {as_of} ({len(ranked)} councils; score in z units, positive = worse):")
+        for rank, la_code, score, coverage, reasons in ranked:
+            why = "; ".join(reasons) if len(reasons) else "no factor above England's average"
+            print(f"  {rank:>4}. {la_code} score {score:+.2f} ({coverage} factors) {why}")
     return 0
 
 
