@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
@@ -23,16 +23,21 @@ import pyarrow as pa
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
-import great_expectations as gx  # noqa: E402
-import great_expectations.expectations as gxe  # noqa: E402
-
-from transforms.ingest.expectations import (  # noqa: E402
-    ExpectColumnValuesToBeDates,
-    ExpectColumnValuesToBeNumbersOrSymbols,
-    ExpectColumnValuesToBeNumbersOrSymbolsWithin,
-    ExpectColumnValuesToBeWholeNumbers,
-)
 from transforms.schema import UNITS, Collection, Table, breakdowns, measures  # noqa: E402
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+
+
+def _gx():
+    """Great Expectations, imported when a suite is first built (about 40% of a task's start-up under
+    load: the read and load tasks, which import this module through the stages, never pay it)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    from transforms.ingest import expectations as custom
+
+    return gx, gxe, custom
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +95,8 @@ class DuckdbValidator:
         from great_expectations.execution_engine import sqlalchemy_execution_engine as sae
 
         from transforms.ingest.expectations import enable_duckdb_regex
+
+        gx = _gx()[0]
 
         if "duckdb" not in sae._PERSISTED_CONNECTION_DIALECTS:
             sae._PERSISTED_CONNECTION_DIALECTS = (*sae._PERSISTED_CONNECTION_DIALECTS, _DuckdbDialectName("duckdb"))
@@ -152,17 +159,6 @@ def duckdb_validator() -> DuckdbValidator:
     return DuckdbValidator()
 
 
-@lru_cache(maxsize=1)
-def _batch_definition():
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    asset = context.data_sources.add_pandas("csreturns").add_dataframe_asset("landed_table")
-    return asset.add_batch_definition_whole_dataframe("whole_table")
-
-
 def _meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
     return {"field": field_name or "", "rule": rule, "message": message}
 
@@ -171,6 +167,7 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
     """The GX suite for a table as collected in ``table.year``. With ``batch_column``, rows of several
     files are validated together and keys need only be unique within each file. A check the column's
     ``dfe_rules`` names carries DfE's rule code in its meta (``dfe_code``)."""
+    gx, gxe, custom = _gx()
     expectations: list = []
     for col in table.columns:
         name = col.name
@@ -186,13 +183,13 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
                 meta=_meta(name, "code_list", f"{name} {{value!r}} is not a valid code"
                            f"{' for ' + str(table.year) if table.year else ''} ({', '.join(allowed)})")))
         if col.type == "date":
-            expectations.append(ExpectColumnValuesToBeDates(
+            expectations.append(custom.ExpectColumnValuesToBeDates(
                 column=name, date_format=date_format,
                 meta=_meta(name, "date", f"{name} {{value!r}} is not a date in the form "
                            f"{date_format.replace('%d', 'dd').replace('%m', 'mm').replace('%Y', 'yyyy')}")))
         elif col.type == "integer":
             bounds = "" if col.min is None and col.max is None else f" between {col.min} and {col.max}"
-            expectations.append(ExpectColumnValuesToBeWholeNumbers(
+            expectations.append(custom.ExpectColumnValuesToBeWholeNumbers(
                 column=name, min_value=col.min, max_value=col.max,
                 meta=_meta(name, "whole_number", f"{name} {{value!r}} is not a whole number{bounds}")))
         elif col.type == "boolean":
@@ -222,6 +219,7 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
 
 
 def build_published_suite(coll: Collection, measures: list[str]) -> gx.ExpectationSuite:
+    gx, gxe, custom = _gx()
     symbols = sorted(str(s).lower() for s in coll.spec["suppression_symbols"])
     expectations = [gxe.ExpectColumnToExist(column=c, meta=_meta(c, "structure", "required column"))
                     for c in coll.spec["required_columns"]]
@@ -234,7 +232,7 @@ def build_published_suite(coll: Collection, measures: list[str]) -> gx.Expectati
             column="geographic_level", value_set=GEOGRAPHIC_LEVELS,
             meta=_meta("geographic_level", "code_list", "geographic_level {value!r} is not a known EES level")),
     ]
-    expectations += [ExpectColumnValuesToBeNumbersOrSymbols(
+    expectations += [custom.ExpectColumnValuesToBeNumbersOrSymbols(
         column=m, symbols=symbols,
         meta=_meta(m, "number_or_symbol", f"{m} {{value!r}} is neither a number nor a suppression symbol"))
         for m in measures]
@@ -244,6 +242,7 @@ def build_published_suite(coll: Collection, measures: list[str]) -> gx.Expectati
 def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
     """The catch-all EES checks, plus: every declared measure and breakdown is present (a structure
     check: a missing one is reported, the rows still load) and each declared measure is in range."""
+    gx, gxe, custom = _gx()
     expectations = list(build_published_suite(coll, [m for m in found if m not in measures(coll)]).expectations)
     symbols = sorted(str(s).lower() for s in coll.spec["suppression_symbols"])
     for name in [*breakdowns(coll), *measures(coll)]:
@@ -255,16 +254,11 @@ def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
         low, high, _ = UNITS[spec.get("unit", "number")]
         low, high = spec.get("min", low), spec.get("max", high)
         bounds = "" if low is None and high is None else f" in {low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
-        expectations.append(ExpectColumnValuesToBeNumbersOrSymbolsWithin(
+        expectations.append(custom.ExpectColumnValuesToBeNumbersOrSymbolsWithin(
             column=name, symbols=symbols, min_value=low, max_value=high,
             meta=_meta(name, "number_or_symbol", f"{name} {{value!r}} is neither a {spec.get('unit', 'number')}"
                        f"{bounds} nor a suppression symbol")))
     return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
-
-
-def run_suite(df: pd.DataFrame, suite: gx.ExpectationSuite):
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": df})
-    return batch.validate(suite, result_format={"result_format": "COMPLETE"})
 
 
 def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> TableVerdict:
