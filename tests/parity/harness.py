@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -57,12 +58,13 @@ def _answer_key(job: dict) -> str:
     return digest.hexdigest()[:32]
 
 
-def peers(jobs: list[dict], workdir: Path) -> dict:
+def peers(jobs: list[dict], workdir: Path, while_running: Callable[[], Any] | None = None) -> tuple[dict, Any]:
     """Run the peers on ``jobs`` (see peers_run.py): one process per collection, the two side by side.
     Their answers keyed ``collection:id``. An answer is kept under ``var/peers/<pins>/answers/``, keyed by
     the pins, this runner and the bytes of the files the job reads (the generated returns are the same bytes
     for the same seed), so a later run only runs the peers on returns they have not seen; our rules always
-    run afresh."""
+    run afresh. ``while_running`` (e.g. our side) is called while the peers run; its result is returned
+    beside their answers."""
     exe = ensure_peers()
     answers = PEERS / "answers"
     answers.mkdir(exist_ok=True)
@@ -77,6 +79,7 @@ def peers(jobs: list[dict], workdir: Path) -> dict:
         job_file.write_text(json.dumps({"returns": [j for j in todo if j["collection"] == collection]}))
         running.append((subprocess.Popen([str(exe), str(PEER_RUNNER), str(job_file), str(out_file)], env=env,
                                          stdout=subprocess.DEVNULL), out_file))
+    meanwhile = while_running() if while_running is not None else None
     for proc, out_file in running:
         if proc.wait() != 0:
             raise RuntimeError(f"the sector's validators failed (exit {proc.returncode}) on {out_file.name}")
@@ -85,7 +88,8 @@ def peers(jobs: list[dict], workdir: Path) -> dict:
             if not answer.get("unreadable"):
                 (answers / f"{keys[k]}.json").write_text(json.dumps(answer))
     return {k: {"flags": {c: {(t, r) for t, r in v} for c, v in a["flags"].items()}, "crashed": a["crashed"],
-                "unreadable": a.get("unreadable"), "codes": set(a.get("codes") or [])} for k, a in raw.items()}
+                "unreadable": a.get("unreadable"), "codes": set(a.get("codes") or [])}
+            for k, a in raw.items()}, meanwhile
 
 
 def ours(returns: list[dict]) -> list[dict[str, set]]:

@@ -1,9 +1,13 @@
 """DfE validation rules (SSDA903, CIN census) as SQL over one loaded return, and the errors they find.
 
-Row-level checks (a code, a date, a required field) run earlier, in the GX suites; the rules here need a
-whole return at once: episode chains, dates across tables, last year's return, working days. They are
-declared in ``schemas/rules/<collection>.yaml`` (DfE code and message verbatim, tables, source fields,
-first_year/last_year, ``sql``) and run in DuckDB after a return is loaded.
+Row-level checks (a code, a date, a required field) run in the GX suites; the rules here need a whole
+return at once: episode chains, dates across tables, last year's return, working days. They are declared in
+``schemas/rules/<collection>.yaml`` (DfE code and message verbatim, tables, source fields,
+first_year/last_year, ``sql``) and run in DuckDB on the return AS RECEIVED (``check_received``, called by
+the validate stage before the row checks quarantine anything and before minimisation: full dates of birth
+and postcodes, every row), all returns of a batch at once (``run_batch``). Only verdicts are kept; they
+become the return's errors when its load commits (``check_return``). A return checked again without its
+files (last year's return changed) is checked on the repository's rows (``run_return``).
 
 What a rule's SQL sees (one connection per return; see ``connect``):
 
@@ -35,9 +39,13 @@ Public API:
 - ``check(collection_id, code, tables, previous=None, return_year=...) -> DataFrame[table_name, source_row,
   child_id]`` runs one rule on rows given as {table: DataFrame | list of dicts} (for tests and the cases);
   ``check_rule(Rule(...), tables, previous, return_year)`` the same for a rule not in a file;
+- ``received_frame``/``received_tables``: a return's raw tables as the rules see them;
+  ``run_batch([ReturnTables, ...]) -> [DataFrame]`` every rule over many returns in one connection;
+  ``check_received(repo, landed_files)`` the ingest's call (verdicts staged under ``PENDING_DIR``);
 - ``run_return(repo, collection_id, la_code, return_year, load_id) -> DataFrame`` (``ERRORS_COLUMNS``) runs
   every rule that applies to the year against the repository's current partitions;
-- ``check_return(repo, ...)`` runs and keeps the result (immutable Parquet per load, see ``ERRORS_DIR``);
+- ``check_return(repo, ...)`` keeps the staged verdicts of the return as received, or runs ``run_return``
+  when there are none, and keeps the result (immutable Parquet per load, see ``ERRORS_DIR``);
   ``check_returns(repo, ledger_rows)`` does so once per return touched by a batch of loads;
 - ``error_report(repo, collection_id, la_code, return_year)`` and ``write_report(frame, out_dir, stem)``:
   the report a council's data team works from (CSV and XLSX).
