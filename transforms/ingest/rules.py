@@ -473,6 +473,7 @@ def received_tables(collection_id: str, files: list[Path], year: int, landing: P
     """Every table in ``files`` (one return's files as landed) read with csreturns' readers and typed as the
     rules see it (``received_frame``); tables split over several files are concatenated."""
     from transforms.ingest.landing import identify
+    from transforms.ingest.readers import UnreadableFile
     from transforms.ingest.readers.csv_tables import read_table
     from transforms.ingest.readers.xml_records import read_records
 
@@ -481,7 +482,10 @@ def received_tables(collection_id: str, files: list[Path], year: int, landing: P
     for path in files:
         arrival = identify(path, landing)
         if arrival.format == "csv":
-            raw = read_table(path, coll.table(arrival.table, year)).tables
+            try:
+                raw = read_table(path, coll.table(arrival.table, year)).tables
+            except UnreadableFile:  # e.g. a header row only: to the rules, a table without rows
+                continue
         else:
             raw = read_records(path, coll, [t for t in coll.tables(year) if t.collected_in(year)]).tables
         for name, df in raw.items():
