@@ -110,7 +110,7 @@ def ours(returns: list[dict]) -> list[dict[str, set]]:
         flags: dict[str, set] = {}
         for code, t, s in zip(found["code"], found["table_name"], found["source_row"]):
             row = None if pd.isna(s) else rank.get(t, {}).get(int(s), -1)
-            flags.setdefault(code, set()).add((names.get(t, t), row))
+            flags.setdefault(code, set()).add(RETURN_LEVEL if row is None else (names.get(t, t), row))
         out.append(flags)
     return out
 
@@ -122,8 +122,11 @@ PEER_CODES = {"cin_census": {"8525": "8525Q", "8555": "8555Q", "8569": "8569Q", 
                             "8863": "8863Q"}}
 
 
+RETURN_LEVEL = ("(return)", None)  # a failure of the return as a whole, whichever table each tool names
+
+
 def peer_location(collection_id: str, table: str, row):
-    return (_PEER_SAME.get(table, table), row)
+    return RETURN_LEVEL if row is None else (_PEER_SAME.get(table, table), row)
 
 
 def peer_code(collection_id: str, code: str) -> str:
