@@ -369,6 +369,21 @@ def month_ends(start, end) -> list[pd.Timestamp]:
                               freq="ME"))
 
 
+def runs(frame: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """For a frame sorted by ``keys``: one row of the keys per run of equal keys, and each run's start and
+    end positions (so per-group lists are Python slices, not a pandas aggregation per group)."""
+    if frame.empty:
+        return frame[keys].iloc[:0].reset_index(drop=True), np.array([], int), np.array([], int)
+    change = np.zeros(len(frame), dtype=bool)
+    change[0] = True
+    for k in keys:
+        v = frame[k].to_numpy()
+        change[1:] |= v[1:] != v[:-1]
+    starts = np.flatnonzero(change)
+    ends = np.r_[starts[1:], len(frame)]
+    return frame[keys].iloc[starts].reset_index(drop=True), starts, ends
+
+
 def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
     """``(la_code, as_of, factor, value, reasons, detail)``: each factor's score per council and month end,
     from the figures known then (the latest year of each metric published by ``as_of``, not older than
@@ -390,12 +405,12 @@ def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Ti
         age = (known["as_of"] - known["period_end"]).dt.days / 30.44
         known = known[age <= STALE_MONTHS]
         keys = ["la_code", "as_of", "factor"]
-        value = known.groupby(keys)["signed"].mean().rename("value")
-        worst = known[known["signed"] > 0.5].sort_values("signed", ascending=False).groupby(keys).head(2)
-        reasons = worst.groupby(keys)["explanation"].agg(list).rename("reasons")
-        every = known.sort_values("signed", ascending=False).groupby(keys)["explanation"].agg(list).rename("detail")
-        f = pd.concat([value, reasons, every], axis=1).reset_index()
-        f["reasons"] = f["reasons"].apply(lambda r: r if isinstance(r, list) else [])
+        known = known.sort_values([*keys, "signed"], ascending=[True, True, True, False])
+        f, starts, ends = runs(known, keys)
+        f["value"] = known.groupby(keys, sort=True)["signed"].mean().to_numpy()
+        text, signed = known["explanation"].tolist(), known["signed"].to_numpy()
+        f["detail"] = [text[a:b] for a, b in zip(starts, ends)]
+        f["reasons"] = [[t for t, x in zip(text[a:b], signed[a:b]) if x > 0.5][:2] for a, b in zip(starts, ends)]
         parts.append(f[["la_code", "as_of", "factor", "value", "reasons", "detail"]])
     if len(judgements):
         # a successor council inherits its predecessors' judgements
