@@ -92,6 +92,48 @@ def table_sheets(titles: Iterable[str], tables: Iterable[Table], coll: Collectio
     return found
 
 
+def sheet_heads(path: Path) -> dict[str, list[tuple[int, list[Any]]]]:
+    """The first ``HEADER_SCAN_ROWS`` rows of every sheet, (row number, cell values): enough to tell which
+    declared table a sheet holds from its header row, whatever the sheet is called."""
+    import openpyxl
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise UnreadableFile(f"not a readable XLSX workbook: {exc}") from None
+    try:
+        return {ws.title: _head_rows(ws) for ws in wb.worksheets}
+    finally:
+        wb.close()
+
+
+def _head_rows(ws) -> list[tuple[int, list[Any]]]:
+    return [(n, list(row)) for n, row in enumerate(ws.iter_rows(max_row=HEADER_SCAN_ROWS, values_only=True), start=1)]
+
+
+def tables_by_header(heads: dict[str, list[tuple[int, list[Any]]]], coll: Collection, tables: Iterable[Table],
+                     taken: Iterable[str] = ()) -> dict[str, str]:
+    """For each table, the sheet whose header row names its columns best (sheets in ``taken`` and sheets
+    already given to a table are not reused). A workbook whose sheets are called ``List_1``, ``List_2``
+    is still read by what its columns say (the area SEND Annex A beside the ILACS one)."""
+    used = set(taken)
+    found: dict[str, str] = {}
+    for table in tables:
+        specs = _column_specs(coll, table.name)
+        wanted = _header_names(table, specs)
+        threshold = float(_table_spec(coll, table.name).get("header_match", 0.5))
+        best = None
+        for title, rows in heads.items():
+            if title in used:
+                continue
+            match = _find_header(rows, table, wanted, threshold)
+            if match and (best is None or len(match[1]) > best[0]):
+                best = (len(match[1]), title)
+        if best:
+            found[table.name] = best[1]
+            used.add(best[1])
+    return found
+
+
 # -- schema access -----------------------------------------------------------------------------------
 def _table_spec(coll: Collection, table: str) -> dict:
     return coll.base_tables[table].get("xlsx", {}) or {}
@@ -297,6 +339,10 @@ def read_xlsx(path: Path, coll: Collection, tables: list[Table]) -> RawTables:
         raise UnreadableFile(f"not a readable XLSX workbook: {exc}") from None
     try:
         sheets = table_sheets(wb.sheetnames, tables, coll)
+        unnamed = [t for t in tables if t.name not in sheets]
+        if unnamed:   # a table whose sheet is not named as declared: found by its header row instead
+            heads = {ws.title: _head_rows(ws) for ws in wb.worksheets if ws.title not in sheets.values()}
+            sheets.update(tables_by_header(heads, coll, unnamed))
         if not sheets:
             raise UnreadableFile(f"no sheet of {coll.id} in this workbook (sheets: {', '.join(wb.sheetnames)[:200]})")
         frames, meta = {}, {}
