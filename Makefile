@@ -16,7 +16,7 @@ export CSRETURNS_REPO          ?= $(VAR)/repository
 export CSRETURNS_SHARED        ?= $(SHARED)
 export GX_ANALYTICS_ENABLED    := False
 
-.PHONY: demo ui test test-fast bench docs clean chromium
+.PHONY: demo ui test test-fast bench docs clean chromium fuzz
 
 $(BIN)/csreturns: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -46,6 +46,12 @@ chromium:
 
 test-fast: $(BIN)/csreturns
 	$(BIN)/python -m pytest -m "not airflow and not services and not slow"
+
+## a few minutes of random mutations of the shared samples through ingest (issue 11); prints how many inputs
+## it tried (hypothesis statistics). FUZZ_EXAMPLES=N for more or fewer.
+fuzz: $(BIN)/csreturns
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider --timeout=0 --hypothesis-show-statistics \
+		tests/test_variants_property.py
 
 bench: $(BIN)/csreturns
 	$(BIN)/python bench/ingest.py

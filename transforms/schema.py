@@ -299,6 +299,9 @@ class ColumnFields(SchemaModel):
     """Other spellings of the source heading (XLSX and reference readers)."""
     pattern: Regex | None = None
     """Regular expression every value must match."""
+    max_length: Annotated[int, Field(ge=1)] | None = None
+    """Most characters a value may have (after trimming): a longer one is quarantined, never loaded (an Ofsted
+    URN is 7 digits, a child's LA id at most 10 characters as DfE specifies)."""
     min: float | None = None
     """Smallest valid value (integer and number columns)."""
     max: float | None = None
@@ -653,6 +656,7 @@ class Column:
     min: float | None = None
     max: float | None = None
     privacy: str | None = None
+    max_length: int | None = None    # most characters a value may have (ColumnFields.max_length)
     xml: tuple[str, ...] = ()
     description: str = ""
     normalise: str | None = None     # one of NORMALISE_KINDS; None: derived (transforms.ingest.normalise.kind_of)
@@ -848,7 +852,7 @@ def _build_table(coll: Collection, name: str, raw: dict[str, Any], year: int | N
         columns.append(Column(
             name=c["name"], out=c.get("as") or c["name"].lower(), type=c.get("type", "string"),
             required=bool(c.get("required", False)), codes=_codes(c.get("codes")), pattern=c.get("pattern"),
-            min=c.get("min"), max=c.get("max"), privacy=c.get("privacy"),
+            min=c.get("min"), max=c.get("max"), privacy=c.get("privacy"), max_length=c.get("max_length"),
             xml=tuple(xml) if isinstance(xml, list) else (xml,), description=c.get("description", ""),
             normalise=c.get("normalise"), dfe_rules=tuple((k, str(v)) for k, v in dfe_rules.items())))
     xml = raw.get("xml", {})

@@ -156,14 +156,15 @@ def collection_dag(collection_id: str):
 
         @task
         def check_rules(rows: list[dict]) -> list[dict]:
-            """The DfE validation rules, once per return this submission loaded (after its commits), and
-            each loaded file's error report under REPO/errors/<collection>/<la_code>/<year>/."""
+            """The DfE validation rules of every return still pending a check (this submission's, and any a
+            killed task left: see transforms.ingest.resume), and each loaded file's error report under
+            REPO/errors/<collection>/<la_code>/<year>/."""
             from transforms.ingest.error_report import write_file_reports
-            from transforms.ingest.rules import check_returns
+            from transforms.ingest.resume import run_pending
             from transforms.store.repository import Repository
 
             repo = Repository(_paths()[1])
-            for run in check_returns(repo, rows):
+            for run in run_pending(repo):
                 print(f"rules {run['collection']} {run['la_code']} {run['return_year']}: {run['errors']} "
                       f"failure(s) of {run['rules_run']} rules in {run['seconds']}s")
             for path in write_file_reports(repo, rows):
