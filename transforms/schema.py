@@ -606,6 +606,8 @@ class EesSpec(EesShared, CollectionSpec):
     """Measure columns (as the file names them) -> unit and description."""
     view: str | None = None
     """Catalogue view name (default: the id)."""
+    data_set_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z-]{8,64}$")] | None = None
+    """The data set's id in DfE's EES public API: the ``fetch_ees`` DAG polls it for new versions."""
 
 
 class DatasetEntry(SchemaModel):

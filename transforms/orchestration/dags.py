@@ -151,19 +151,20 @@ def collection_dag(collection_id: str):
         @task(retries=0)
         def rejected_files(rows: list[list[dict]] | None = None) -> dict:
             """Files this run rejected whole, with their reasons, and files with quarantined rows."""
-            rows = [row for batch in (rows or []) if batch for row in batch]
+            rows = [row for batch in _all(rows) if batch for row in batch]
             return alerts.report_rejections(collection_id, rows)
 
         @task
         def check_rules(rows: list[dict]) -> list[dict]:
-            """The DfE validation rules, once per return this submission loaded (after its commits), and
-            each loaded file's error report under REPO/errors/<collection>/<la_code>/<year>/."""
+            """The DfE validation rules of every return still pending a check (this submission's, and any a
+            killed task left: see transforms.ingest.resume), and each loaded file's error report under
+            REPO/errors/<collection>/<la_code>/<year>/."""
             from transforms.ingest.error_report import write_file_reports
-            from transforms.ingest.rules import check_returns
+            from transforms.ingest.resume import run_pending
             from transforms.store.repository import Repository
 
             repo = Repository(_paths()[1])
-            for run in check_returns(repo, rows):
+            for run in run_pending(repo):
                 print(f"rules {run['collection']} {run['la_code']} {run['return_year']}: {run['errors']} "
                       f"failure(s) of {run['rules_run']} rules in {run['seconds']}s")
             for path in write_file_reports(repo, rows):
@@ -175,7 +176,7 @@ def collection_dag(collection_id: str):
         @task(outlets=[asset], trigger_rule="all_done")
         def publish(rows: list[dict] | None = None) -> dict:
             """Announce what changed: the repository refresh DAG is scheduled on this asset."""
-            rows = [row for batch in (rows or []) if batch for row in batch]
+            rows = [row for batch in _all(rows) if batch for row in batch]
             summary = {s: sum(1 for r in rows if r["status"] == s) for s in ("loaded", "partly_loaded", "rejected", "duplicate")}
             summary.update(files=len(rows), rows_loaded=sum(r["rows_loaded"] for r in rows),
                            rows_quarantined=sum(r["rows_quarantined"] for r in rows))
@@ -188,6 +189,12 @@ def collection_dag(collection_id: str):
         rejected_files(loaded)
 
     return collect()
+
+
+def _all(mapped) -> list:
+    """Every item of a mapped task's output in one request: a slice, not iteration, which asks for one
+    item after the last and logs a spurious "XCom not found ... offset=N" error."""
+    return list(mapped[:]) if mapped else []
 
 
 def _link_validations(files) -> None:
@@ -329,6 +336,50 @@ def remote_fetch_dag(source):
         reconcile(fetch(wait_for_files.output))
 
     return fetch_source()
+
+
+def fetch_ees_dag():
+    """``fetch_ees``: poll DfE's EES public API for new versions of the datasets schemas/ declare with a
+    ``data_set_id``, land each new version's CSV once under LANDING/published/ (``transforms.orchestration.ees_api``)."""
+    from transforms.orchestration import ees_api
+
+    @dag(dag_id="fetch_ees", schedule="0 6 * * *", max_active_runs=1,
+         description="Fetch new versions of published statistics from DfE's EES API (connection ees_api)",
+         params=_PATH_PARAMS, **policy.dag_args("published", tags=("ees-api",), retries=4, doc_md=(
+             "### Published statistics from the EES API\n\nOwner of the data: DfE (Explore Education Statistics). "
+             "For each EES dataset declared in `schemas/ees/` with its `data_set_id`, `check_versions` asks the "
+             "API (`GET /v1/data-sets/{id}`) for its latest version, and `fetch_new_versions` downloads each "
+             "version not yet in the fetch manifest once (`/csv?dataSetVersion=`), lands it as "
+             "`LANDING/published/<name>_v<version>.csv` and emits `csreturns_landing`, on which the collection "
+             "DAGs run. HTTP connection `ees_api` (host `https://api.education.gov.uk/statistics`); transient "
+             "failures are retried with exponential backoff. Skipped when no dataset declares an id.")))
+    def fetch_ees():
+        @task
+        def check_versions() -> list[dict]:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            datasets = ees_api.declared()
+            if not datasets:
+                raise AirflowSkipException("no EES dataset in schemas/ees/ declares a data_set_id")
+            checked = ees_api.check_versions(ees_api.EesApi.from_connection(), datasets, _paths()[0])
+            for item in checked:
+                print(f"{item['dataset']} ({item['data_set_id']}): latest version {item['version']} "
+                      f"published {item['published'] or '?'}" + (" - new" if item["new"] else " - already here"))
+            return checked
+
+        @task(outlets=[LANDING_ASSET])
+        def fetch_new_versions(checked: list[dict]) -> dict:
+            rows = ees_api.fetch_new_versions(ees_api.EesApi.from_connection(), checked, _paths()[0])
+            for row in rows:
+                print(f"landed {row['relpath']} ({row['bytes']} bytes, sha256 {row['sha256'][:12]}): "
+                      f"{row['dataset']} version {row['version']}")
+            summary = {"checked": len(checked), "fetched": len(rows)}
+            get_current_context()["outlet_events"][LANDING_ASSET].extra = {"source": "ees_api", **summary}
+            return summary
+
+        fetch_new_versions(check_versions())
+
+    return fetch_ees()
 
 
 # -- the daily DAG -------------------------------------------------------------------------------------
