@@ -84,6 +84,9 @@ def _read(arrival: Arrival) -> RawTables:
         return read_table(arrival.path, coll.table(arrival.table, arrival.return_year))
     year = arrival.return_year
     tables = [t for t in coll.tables(year) if year is None or t.collected_in(year)]
+    if arrival.format == "ods":
+        from transforms.ingest.readers.ods import read_ods_tables
+        return read_ods_tables(arrival.path, coll)
     if arrival.format == "xlsx":
         from transforms.ingest.readers.xlsx import read_xlsx
         return read_xlsx(arrival.path, coll, tables)
