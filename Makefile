@@ -8,6 +8,7 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 export AIRFLOW_HOME            := $(VAR)/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/transforms/orchestration/plugins
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(VAR)/airflow/airflow.db
 export CSRETURNS_LANDING       ?= $(VAR)/landing
@@ -15,18 +16,23 @@ export CSRETURNS_REPO          ?= $(VAR)/repository
 export CSRETURNS_SHARED        ?= $(SHARED)
 export GX_ANALYTICS_ENABLED    := False
 
-.PHONY: demo test test-fast bench docs clean chromium
+.PHONY: demo ui test test-fast bench docs clean chromium fuzz
 
 $(BIN)/csreturns: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,production]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,production,clients]"
 	@touch $@
 
 ## make demo: set up, generate a landing area, run the collection DAGs through Airflow, build the repository
 demo: $(BIN)/csreturns
 	$(BIN)/python -m transforms.synthetic.demo --landing $(CSRETURNS_LANDING) --repo $(CSRETURNS_REPO)
+
+## make ui: Airflow (api-server, scheduler, dag-processor, triggerer) over the demo's runs and task logs at
+## http://localhost:8080; log in as admin with the password it prints (kept in var/airflow/simple_auth_manager_passwords.json.generated)
+ui: $(BIN)/csreturns
+	$(BIN)/airflow standalone
 
 ## make test: the test suite (CI runs this)
 test: $(BIN)/csreturns chromium
@@ -40,6 +46,12 @@ chromium:
 
 test-fast: $(BIN)/csreturns
 	$(BIN)/python -m pytest -m "not airflow and not services and not slow"
+
+## a few minutes of random mutations of the shared samples through ingest (issue 11); prints how many inputs
+## it tried (hypothesis statistics). FUZZ_EXAMPLES=N for more or fewer.
+fuzz: $(BIN)/csreturns
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider --timeout=0 --hypothesis-show-statistics \
+		tests/test_variants_property.py
 
 bench: $(BIN)/csreturns
 	$(BIN)/python bench/ingest.py

@@ -30,7 +30,7 @@ def test_one_collection_dag_per_schema_plus_the_repository_refresh(dagbag):
 
 def test_collection_dags_have_the_stages_users_watch(dagbag):
     dag = dagbag.dags["collect_ssda903"]
-    assert {"discover", "read", "validate", "load", "check_rules", "publish"} == set(dag.task_ids)
+    assert {"discover", "read", "validate", "load", "check_rules", "publish", "rejected_files"} == set(dag.task_ids)
     assert [o.name for o in dag.get_task("publish").outlets] == ["csreturns_ssda903"]
 
 
@@ -52,9 +52,10 @@ def test_a_collection_dag_runs_end_to_end_through_airflow(airflow_db, dagbag, tm
     conf = {"landing": str(landing), "repo": str(repo_root)}
 
     run = dagbag.dags["collect_ssda903"].test(run_conf=conf)
-    assert run.state == "success"
+    # the run rejected notes.docx, so it is not plain green: only rejected_files failed, everything loaded
+    assert run.state == "failed"
     states = {(ti.task_id, ti.state) for ti in run.get_task_instances()}
-    assert {t for t, s in states if s != "success"} == set()
+    assert {t for t, s in states if s != "success"} == {"rejected_files"}
 
     refresh = dagbag.dags["repository_refresh"].test(run_conf=conf)
     assert refresh.state == "success"
@@ -64,5 +65,18 @@ def test_a_collection_dag_runs_end_to_end_through_airflow(airflow_db, dagbag, tm
         assert ledger["301/ssda903/year=2018/notes.docx"] == "rejected"
         assert con.execute("SELECT count(*) FROM ssda903_episodes").fetchone()[0] == 5050
 
-    again = dagbag.dags["collect_ssda903"].test(run_conf=conf)  # nothing new: no work, still green
+    again = dagbag.dags["collect_ssda903"].test(run_conf=conf)  # nothing new: no work, green
     assert again.state == "success"
+
+
+def test_rejections_are_listed_with_their_reasons_and_fail_the_task():
+    from transforms.orchestration.alerts import FilesRejected, report_rejections
+
+    rows = [{"relpath": "301/ssda903/year=2025/episodes.csv", "status": "partly_loaded", "reason": "",
+             "rows_in": 120, "rows_quarantined": 2},
+            {"relpath": "301/ssda903/year=2025/episodes_resent.csv", "status": "rejected",
+             "reason": "required column(s) DECOM, RNE are missing", "rows_in": 118, "rows_quarantined": 118}]
+    with pytest.raises(FilesRejected, match="1 file.*episodes_resent.csv: required column.*DECOM"):
+        report_rejections("ssda903", rows)
+    assert report_rejections("ssda903", rows[:1]) == {"files": 1, "rejected": 0, "with_quarantined_rows": 1,
+                                                      "rows_quarantined": 2}

@@ -93,8 +93,8 @@ def test_every_yaml_file_under_schemas_is_read_by_a_loader_that_validates_it():
     read = {c.path.resolve() for c in schema.collections().values()}
     read |= {p.resolve() for p in rules.RULES_DIR.glob("*.yaml")}
     read.add(indicators.CATALOGUE_FILE.resolve())
-    read.add(reference_data.LA_CODES_FILE.resolve())
-    assert len(reference_data.la_codes()) > 150
+    read.add(schema.COUNCILS_FILE.resolve())
+    assert len(reference_data.la_codes()) > 150 and len(schema.councils().councils) > 150
     assert set(schema.SCHEMA_DIR.resolve().rglob("*.yaml")) == read
     assert all(c.declared is not None for c in schema.collections().values())
     assert rules.collections_with_rules() and rules.rules("ssda903")
@@ -337,3 +337,35 @@ def test_a_typo_in_the_indicator_catalogue_is_refused_naming_file_and_indicator(
     path = write(tmp_path, changed(INDICATORS, old, new), "typo.yaml")
     with pytest.raises(schema.SchemaError, match=re.escape(f"{path}: {refused}")):
         indicators.catalogue(path)
+
+
+# -- councils as data: schemas/councils.yaml ------------------------------------------------------------------
+def test_every_council_in_the_published_statistics_is_declared_with_its_region():
+    import csv
+
+    from conftest import SHARED
+
+    declared = schema.councils().councils
+    path = SHARED / "reference" / "ees" / "b1_children_in_need_2013_to_2025.csv"
+    with path.open(encoding="utf-8-sig") as f:
+        published = {(r["old_la_code"], r["region_name"]) for r in csv.DictReader(f)
+                     if r["geographic_level"] == "Local authority"}
+    assert published and all(code in declared and declared[code].region == region for code, region in published)
+
+
+def test_reorganised_councils_link_to_their_successors_from_the_day_they_were_abolished():
+    from datetime import date
+
+    c = schema.councils()
+    assert c.predecessors("839") == ["835", "836", "837"]                  # BCP, 1 April 2019
+    assert c.councils["835"].successors == ["838", "839"]                  # Dorset county: Christchurch to BCP
+    assert c.councils["928"].until == date(2021, 3, 31) and c.predecessors("941") == ["928"]
+    assert c.councils["943"].from_ == date(2023, 4, 1) and c.predecessors("942") == ["909"]
+    assert {j.code: j.members for j in c.joint_returns} == {"314 / 318": ["314", "318"], "940 / 941": ["940", "941"]}
+
+
+def test_an_abolished_council_without_successors_is_refused():
+    data = schema.read_yaml(schema.COUNCILS_FILE)
+    data["councils"]["909"] = {**data["councils"]["909"], "successors": []}
+    with pytest.raises(schema.SchemaError, match="names its successors"):
+        schema.parse(schema.CouncilsFile, data, schema.COUNCILS_FILE)

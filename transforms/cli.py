@@ -14,7 +14,8 @@ def _progress(i: int, n: int, row: dict) -> None:
         detail += f", {row['rows_quarantined']} quarantined"
     if row.get("reason") and row["status"] in ("rejected", "duplicate"):
         detail += f" - {row['reason']}"
-    print(f"[{i}/{n}] {row['status']:<13} {row['relpath']}: {detail}", flush=True)
+    from transforms.ingest.landing import printable
+    print(f"[{i}/{n}] {row['status']:<13} {printable(row['relpath'])}: {detail}", flush=True)
 
 
 def cmd_ingest(args) -> int:
@@ -40,13 +41,16 @@ def cmd_refresh(args) -> int:
 
 
 def cmd_warn(args) -> int:
-    """The live concerns, worst first, in plain words."""
+    """The live concerns, worst first, in plain words; then every council's risk rank and its reasons
+    (published figures, Ofsted history and live warnings: a council with published figures only is ranked too)."""
     import duckdb
 
     with duckdb.connect(str(Path(args.repo) / "csreturns.duckdb"), read_only=True) as con:
-        as_of = args.as_of or con.execute("SELECT max(as_of) FROM early_warning").fetchone()[0]
+        as_of = args.as_of or con.execute(
+            "SELECT coalesce((SELECT max(as_of) FROM early_warning), (SELECT max(as_of) FROM council_risk))").fetchone()[0]
         if as_of is None:
-            print("no early-warning signals: the repository holds no rolling 12-month indicators yet")
+            print("no early-warning signals and no risk scores: the repository holds no indicators or published "
+                  "figures yet")
             return 0
         where, params = "WHERE e.as_of = ? AND e.direction = 'concern'", [as_of]
         if args.la:
@@ -58,10 +62,21 @@ def cmd_warn(args) -> int:
             LEFT JOIN council_risk r ON r.la_code = e.la_code AND r.as_of = e.as_of
             {where}
             ORDER BY e.severity DESC, r.score DESC NULLS LAST, e.la_code, e.indicator, e.method""", params).fetchall()
+        ranked = con.execute(f"""
+            SELECT rank, la_code, score, coverage, top_reasons FROM council_risk
+            WHERE as_of = ? {"AND la_code = ?" if args.la else ""} ORDER BY rank, la_code""",
+                             [as_of, *([args.la] if args.la else [])]).fetchall()
     scope = f"council {args.la}" if args.la else "all councils"
     print(f"Live concerns at {as_of} for {scope}: {len(rows)}")
     for la_code, method, severity, explanation, rank, score in rows:
-        print(f"  [{'!' * severity:<3}] {la_code} (risk rank {rank}, score {score:g}) {explanation} [{method}]")
+        standing = f"risk rank {rank}, score {score:g}" if score is not None else "no risk score yet"
+        print(f"  [{'!' * severity:<3}] {la_code} ({standing}) {explanation} [{method}]")
+    if ranked:
+        print(f"Risk of council {args.la} at {as_of}:" if args.la else
+              f"Risk ranking at {as_of} ({len(ranked)} councils; score in z units, positive = worse):")
+        for rank, la_code, score, coverage, reasons in ranked:
+            why = "; ".join(reasons) if len(reasons) else "no factor above England's average"
+            print(f"  {rank:>4}. {la_code} score {score:+.2f} ({coverage} factors) {why}")
     return 0
 
 
@@ -116,6 +131,60 @@ def cmd_report(args) -> int:
     print(f"report at {summary['as_of'] or '(no month end yet)'}: {summary['councils']} council page(s), "
           f"{summary['charts']} chart(s) in {summary['seconds']:.1f}s; open {Path(summary['out']).resolve() / 'index.html'}")
     return 0
+
+
+def cmd_doctor(args) -> int:
+    """The repository's state (journal, pending checks, orphans, key, free space); --fix repairs what is safe."""
+    from transforms import schema
+    from transforms.ingest.privacy import KeyFileError, key_status, repair_key
+    from transforms.ingest.resume import run_pending
+    from transforms.store.doctor import LOW_SPACE, diagnose, repair, size
+    from transforms.store.repository import Repository
+
+    if not Path(args.repo).is_dir():
+        print(f"no repository at {args.repo}", file=sys.stderr)
+        return 2
+    repo = Repository(args.repo)
+    lines = []
+    if args.fix:
+        replayed = repair(repo)
+        if replayed:
+            lines.append(f"fixed: finished {len(replayed)} commit(s) left in the journal")
+        checked = run_pending(repo)
+        if checked:
+            lines.append(f"fixed: ran the DfE checks of {len(checked)} pending return(s)")
+        state, _ = key_status(repo.root)
+        if state == "broken":
+            ledger = repo.ledger()
+            kinds = {c: schema.collection(c).kind for c in ledger["collection"].dropna().unique()
+                     if c in schema.collections()}
+            used = bool(((ledger["status"] != "duplicate") & (ledger["rows_in"] > 0)
+                         & ledger["collection"].map(lambda c: kinds.get(c) == "return")).any())
+            try:
+                lines.append("fixed: " + repair_key(repo.root, used))
+            except KeyFileError as exc:
+                lines.append(f"not fixed: {exc}")
+    d = diagnose(repo)
+    state, key_line = key_status(repo.root)
+    print(f"repository {d.root}")
+    print(f"  commits in the journal: {len(d.journal)}" + (f" ({', '.join(d.journal[:5])})" if d.journal else ""))
+    print(f"  DfE checks pending: {len(d.pending)}" + "".join(
+        f"\n    {p['collection']} {p['la_code']} {p['return_year']}" for p in d.pending[:20]))
+    print(f"  left by dead processes: {len(d.orphans)}" + "".join(
+        f"\n    {p.relative_to(d.root)}" for p in d.orphans[:20]))
+    if d.manifest_seq is not None:
+        print(f"  snapshot: commit {d.manifest_seq}, {d.partitions} partition(s)"
+              + (f"; {len(d.inconsistent)} differ from the live tree: {', '.join(d.inconsistent[:5])}"
+                 if d.inconsistent else ", live tree agrees"))
+    print(f"  {key_line}")
+    print(f"  free space: {size(d.free_bytes)}" + (" (low)" if d.free_bytes < LOW_SPACE else ""))
+    for line in lines:
+        print(line)
+    healthy = d.healthy and state != "broken"
+    if not healthy and not args.fix:
+        print(f"run `csreturns doctor --repo {args.repo} --fix` to finish commits, run pending checks and "
+              "remove what dead processes left")
+    return 0 if healthy else 1
 
 
 def cmd_docs(args) -> int:
@@ -190,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="folder for the report (default: REPO/report)")
     p.add_argument("--as-of", help="month end (YYYY-MM-DD); default: the latest")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("doctor", help="report the repository's state and (--fix) repair what is safe to repair")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--fix", action="store_true", help="finish journal commits, run pending DfE checks, remove "
+                   "orphans, replace an empty key file if nothing was pseudonymised with it")
+    p.set_defaults(func=cmd_doctor)
     p = sub.add_parser("docs", help="write the column dictionary generated from schemas/")
     p.add_argument("--out", default="docs/columns.md")
     p.set_defaults(func=cmd_docs)
@@ -200,7 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    from transforms.ingest.privacy import KeyFileError
+    from transforms.store.repository import OutOfSpace
+
+    try:
+        return args.func(args)
+    except (OutOfSpace, KeyFileError) as exc:   # one clear line, no traceback: the message says what to do
+        print(f"csreturns {args.command}: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -13,17 +13,26 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from transforms.ingest.landing import Arrival, batches, discover
-from transforms.ingest.rules import check_returns
+from transforms.ingest.resume import run_pending
 from transforms.ingest.stages import load_stage, read_stage, validate_batch
-from transforms.store.repository import Repository
+from transforms.store.repository import OutOfSpace, Repository, is_out_of_space
+
+ROOM_PER_LANDED_BYTE = 3        # staged raw + clean Parquet (and validation results) of a file, generously
+ROOM_MARGIN = 16 * 1024 * 1024  # the ledger, journal, manifest and catalogue's own small files
 
 
 def ingest_batch(repo: Repository, arrivals: list[Arrival]) -> list[dict]:
-    """Read each file, validate them together, load each, then run the DfE validation rules once per
-    return the loads changed (after the commits, outside the writer lock). Returns the ledger rows."""
+    """Read each file, validate them together, load each, then run the DfE validation rules of every
+    return still pending a check: those these loads changed and any a killed run left (after the commits,
+    outside the writer lock; see ``transforms.ingest.resume``). Returns the ledger rows.
+
+    Raises ``OutOfSpace`` before reading anything if the disk lacks room for the batch (an estimate:
+    ``ROOM_PER_LANDED_BYTE`` times the landed bytes, plus ``ROOM_MARGIN``)."""
+    repo.ensure_room(ROOM_PER_LANDED_BYTE * sum(a.bytes or 0 for a in arrivals) + ROOM_MARGIN,
+                     f"a batch of {len(arrivals)} file(s)")
     states = validate_batch(repo, [read_stage(repo, a) for a in arrivals])
     rows = [load_stage(repo, state) for state in states]
-    check_returns(repo, rows)
+    run_pending(repo)
     return rows
 
 
@@ -33,21 +42,40 @@ def ingest(landing: Path, repo_root: Path, collection: str | None = None, only_n
 
     Returns the ledger rows written, one per file, in the order they were committed.
     """
-    repo = Repository(repo_root)
+    repo = Repository(repo_root, single_process=True)
     arrivals = discover(landing, collection, seen=repo.seen() if only_new else None)
     rows = []
-    for batch in batches(arrivals):
-        for row in ingest_batch(repo, batch):
-            rows.append(row)
-            if progress:
-                progress(len(rows), len(arrivals), row)
-    if refresh:
-        refresh_catalogue(repo)
+    ledger_before = len(repo.ledger())
+    try:
+        run_pending(repo)          # checks a killed run left, before anything new
+        for batch in batches(arrivals):
+            for row in ingest_batch(repo, batch):
+                rows.append(row)
+                if progress:
+                    progress(len(rows), len(arrivals), row)
+        if refresh:
+            refresh_catalogue(repo)
+    except OutOfSpace as exc:
+        raise OutOfSpace(f"{exc} ({_committed(repo, ledger_before, len(arrivals))})") from None
+    except Exception as exc:
+        if not is_out_of_space(exc):
+            raise
+        raise OutOfSpace(
+            f"out of disk space in the repository {repo.root} (writing {getattr(exc, 'filename', None) or 'a file'}): "
+            f"{_committed(repo, ledger_before, len(arrivals))}; a commit cut short is finished by the next run. "
+            "Free some space and run the same command again (committed files are then skipped as "
+            "duplicates).") from None
     return rows
 
 
+def _committed(repo: Repository, ledger_before: int, total: int) -> str:
+    committed = len(repo.ledger()) - ledger_before
+    return f"{committed} of {total} file(s) committed, {total - committed} not committed"
+
+
 def refresh_catalogue(repo: Repository | Path | str) -> Path:
-    """Rebuild the DuckDB catalogue (views, indicators, early warning, council risk) and swap it in."""
+    """Run the DfE checks still pending, then rebuild the DuckDB catalogue (views, indicators, early
+    warning, council risk) and swap it in."""
     from transforms.catalogue.build import publish
 
     return publish(repo if isinstance(repo, Repository) else Repository(repo))

@@ -299,6 +299,9 @@ class ColumnFields(SchemaModel):
     """Other spellings of the source heading (XLSX and reference readers)."""
     pattern: Regex | None = None
     """Regular expression every value must match."""
+    max_length: Annotated[int, Field(ge=1)] | None = None
+    """Most characters a value may have (after trimming): a longer one is quarantined, never loaded (an Ofsted
+    URN is 7 digits, a child's LA id at most 10 characters as DfE specifies)."""
     min: float | None = None
     """Smallest valid value (integer and number columns)."""
     max: float | None = None
@@ -603,6 +606,8 @@ class EesSpec(EesShared, CollectionSpec):
     """Measure columns (as the file names them) -> unit and description."""
     view: str | None = None
     """Catalogue view name (default: the id)."""
+    data_set_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z-]{8,64}$")] | None = None
+    """The data set's id in DfE's EES public API: the ``fetch_ees`` DAG polls it for new versions."""
 
 
 class DatasetEntry(SchemaModel):
@@ -651,6 +656,7 @@ class Column:
     min: float | None = None
     max: float | None = None
     privacy: str | None = None
+    max_length: int | None = None    # most characters a value may have (ColumnFields.max_length)
     xml: tuple[str, ...] = ()
     description: str = ""
     normalise: str | None = None     # one of NORMALISE_KINDS; None: derived (transforms.ingest.normalise.kind_of)
@@ -846,7 +852,7 @@ def _build_table(coll: Collection, name: str, raw: dict[str, Any], year: int | N
         columns.append(Column(
             name=c["name"], out=c.get("as") or c["name"].lower(), type=c.get("type", "string"),
             required=bool(c.get("required", False)), codes=_codes(c.get("codes")), pattern=c.get("pattern"),
-            min=c.get("min"), max=c.get("max"), privacy=c.get("privacy"),
+            min=c.get("min"), max=c.get("max"), privacy=c.get("privacy"), max_length=c.get("max_length"),
             xml=tuple(xml) if isinstance(xml, list) else (xml,), description=c.get("description", ""),
             normalise=c.get("normalise"), dfe_rules=tuple((k, str(v)) for k, v in dfe_rules.items())))
     xml = raw.get("xml", {})
@@ -896,7 +902,8 @@ EES_SHARED = ("relation", "key_columns", "required_columns", "suppression_symbol
 @lru_cache(maxsize=None)
 def _load_all(schema_dir: str) -> dict[str, Collection]:
     collections: dict[str, Collection] = {}
-    paths = sorted(Path(schema_dir).glob("*.yaml")) + sorted((Path(schema_dir) / EES_FOLDER).glob("*.yaml"))
+    paths = sorted(p for p in Path(schema_dir).glob("*.yaml") if p.name != COUNCILS_FILE.name)
+    paths += sorted((Path(schema_dir) / EES_FOLDER).glob("*.yaml"))
     for path in paths:
         coll = load_collection(path)
         if coll.id in collections:
@@ -944,3 +951,82 @@ def collection(collection_id: str) -> Collection:
         return collections()[collection_id]
     except KeyError:
         raise KeyError(f"no schema for collection {collection_id!r}") from None
+
+
+# -- councils: schemas/councils.yaml (not a collection: the councils every collection's rows belong to) ------
+COUNCILS_FILE = SCHEMA_DIR / "councils.yaml"
+LaCode = Annotated[str, Field(pattern=r"^\d{3}$")]
+OnsCode = Annotated[str, Field(pattern=r"^E0[6-9]\d{6}$|^E10\d{6}$")]
+
+
+class OtherOns(SchemaModel):
+    code: OnsCode
+    """Another ONS code the council's published rows carry."""
+    years: Annotated[list[int], Field(min_length=2, max_length=2)]
+    """First and last published ``time_period`` year (its first four digits) seen with that code."""
+
+
+class Council(SchemaModel):
+    """One council in ``schemas/councils.yaml`` (keyed by its 3-digit DfE code)."""
+    ons: OnsCode
+    """9-character ONS code (E06, E08, E09 or E10) the DfE rules compare placements with."""
+    name: Text
+    """Council name as DfE publishes it."""
+    region_code: Annotated[str, Field(pattern=r"^E1[23]\d{6}$")]
+    """Region (E12) or, in London, Inner/Outer London (E13) code, as EES files give it."""
+    region: Text
+    """Region name as EES files give it (Inner London, Outer London, North East, ...)."""
+    from_: date | None = Field(default=None, alias="from")
+    """First day of a council created by reorganisation (always 1 April)."""
+    until: date | None = None
+    """Last day of a council abolished by reorganisation (31 March)."""
+    successors: list[LaCode] = []
+    """Councils that took over an abolished council's area (its series continue in theirs)."""
+    other_ons: list[OtherOns] = []
+    """Other ONS codes under which the council's rows have been published."""
+
+    @model_validator(mode="after")
+    def _abolished_has_successors(self):
+        if (self.until is None) != (not self.successors):
+            raise invalid("a council with 'until' names its successors, and only then", whole=True)
+        return self
+
+
+class JointReturn(SchemaModel):
+    """A code under which two councils publish one figure (credited to each member)."""
+    code: Text
+    """The combined code as EES files give it in ``old_la_code`` (``314 / 318``)."""
+    ons: Text
+    """The combined ONS code as EES files give it in ``new_la_code``."""
+    name: Text
+    """The combined name as EES files give it."""
+    members: Annotated[list[LaCode], Field(min_length=2)]
+    """The member councils' 3-digit codes."""
+    note: Text
+    """Why they return together."""
+
+
+class CouncilsFile(SchemaModel):
+    """``schemas/councils.yaml``: every council, how councils were reorganised, joint returns."""
+    councils: dict[LaCode, Council]
+    joint_returns: list[JointReturn] = []
+
+    @model_validator(mode="after")
+    def _links_known(self):
+        codes = set(self.councils)
+        named = [c for v in self.councils.values() for c in v.successors]
+        named += [m for j in self.joint_returns for m in j.members]
+        unknown = sorted(set(named) - codes)
+        if unknown:
+            raise invalid(f"successors or members not declared as councils: {', '.join(unknown)}", whole=True)
+        return self
+
+    def predecessors(self, code: str) -> list[str]:
+        """Councils whose area passed (in whole or part) to ``code``."""
+        return sorted(k for k, v in self.councils.items() if code in v.successors)
+
+
+@lru_cache(maxsize=1)
+def councils() -> CouncilsFile:
+    """``schemas/councils.yaml`` parsed (``SchemaError`` naming the file and key path if malformed)."""
+    return parse(CouncilsFile, read_yaml(COUNCILS_FILE), COUNCILS_FILE)

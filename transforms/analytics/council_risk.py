@@ -1,75 +1,164 @@
-"""One score per council and month end, from the early-warning signals live then.
+"""One continuous risk score per council and month end: its standing on the published statistics, its
+Ofsted history and its live child-level warnings.
 
-The weights favour what the sector and Ofsted name as the precursors of decline: workforce instability
-first (turnover, agency staff, vacancies, caseloads: the clearest gradient by Ofsted grade in published
-research), then timeliness of protection, repeat work and placement stability. A council's score is the sum,
-over indicators with a live *warning* (a concern of severity 2 or 3: corroborated, or confirmed against
-England), of the indicator's weight times the strongest signal's severity. A lone special cause (severity
-1, "worth watching") is shown by ``csreturns warn`` and the report but not scored: on the scenario benchmark
-(bench/README.md) it comes about 0.6 times per stable council-year, against 0.09 for warnings, and would
-rank councils by noise. Improvements never add to the score. Councils with no live warning score 0, so
-every council has a row for every month end the data covers.
+Every council with any data -- published figures, an Ofsted judgement, child-level returns -- has a row at
+every month end from the first publication held to the latest data, computed only from what was public
+(or, for its own returns, held) then; a council with nothing known yet has no row, not a zero, and a
+council abolished by reorganisation has none after its last day (``schemas/councils.yaml``).
+
+Factors (``standing.FACTOR_WEIGHTS``), each in z-score units, positive = worse:
+
+- from the published statistics (``transforms/analytics/standing.py``): workforce instability (turnover,
+  agency, vacancies, caseload), repeat work (re-referrals, repeat CP plans), drift (CP plans open 2 years
+  or more), placement stability (3+ placements, long-term stability), demand (referrals, children in need,
+  on CP plans and looked after per 10,000, and their change): the mean of the factor's metrics' signed
+  standing against England and the statistical neighbours plus half its two-year change;
+- Ofsted history: the latest published overall judgement (Inadequate 2, Requires improvement 1, Good 0,
+  Outstanding -1);
+- live warnings (councils with child-level returns): the early-warning concerns of severity 2 or more live
+  at the month end, each indicator counted once at its strongest signal, weighted by ``INDICATOR_WEIGHTS``
+  (workforce 3, timeliness, repeat work and placement stability 2, other 1) times severity, divided by
+  ``WARNING_POINTS_PER_Z`` and capped at 3. A lone special cause (severity 1) is shown by ``csreturns warn``
+  but not scored: on the scenario benchmark (bench/README.md) it comes about 0.6 times per stable
+  council-year, against 0.09 for warnings.
+
+``score = sum(w_f x factor_f) / (sum of the weights of the factors the council has + 1)``: the weighted
+mean of the factors it has, shrunk towards England's average (0) by one factor's worth, so a council known
+on one factor does not outrank one known on five by the noise of a single figure. ``<factor>`` columns hold
+each factor's contribution (``w_f x factor_f`` over the same divisor: they sum to the score); ``coverage``
+how many factors were known. Weights are equal by design (see ``standing.FACTOR_WEIGHTS``).
 """
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-FACTORS = {
-    # factor: (weight, indicators)
+from transforms import schema
+from transforms.analytics import standing
+
+INDICATOR_WEIGHTS = {
+    # factor: (weight, indicators) -- live child-level warnings, by the indicator they are on
     "workforce instability": (3.0, ["turnover_rate_fte", "agency_rate_fte", "vacancy_rate_fte", "caseload_fte",
                                     "social_worker_changes"]),
     "timeliness": (2.0, ["assessment_45wd", "icpc_15wd"]),
     "repeat work": (2.0, ["rereferral_12m", "repeat_cp_plan"]),
     "placement stability": (2.0, ["placement_stability_short", "placement_stability_long"]),
 }
+FACTORS = INDICATOR_WEIGHTS          # the name the report reads
 DEFAULT_WEIGHT = 1.0   # any other indicator (missing from care, long CP plans, rates)
 MIN_SEVERITY = 2       # warnings only: see the module docstring
+WARNING_POINTS_PER_Z = 4.0           # a workforce warning of severity 2 (6 points) = 1.5
+SHRINK = 1.0                         # factors' worth of England's average added to every council's divisor
+
+
+def factor_column(factor: str) -> str:
+    """``workforce instability`` -> ``f_workforce_instability``."""
+    return "f_" + factor.lower().replace(" ", "_")
+
 
 COLUMNS = {
     "la_code": ("VARCHAR", "3-digit old LA code of the council"),
     "as_of": ("DATE", "Month end"),
-    "score": ("DOUBLE", "Sum over indicators with a live warning (severity 2+) of weight x severity (weights in "
-                        "transforms/analytics/council_risk.py: workforce 3, timeliness 2, repeat work 2, placement stability 2, other 1)"),
+    "score": ("DOUBLE", "Weighted mean of the council's factors (z units, positive = worse) shrunk towards 0 by one "
+                        "factor's worth (transforms/analytics/council_risk.py)"),
     "rank": ("INTEGER", "1 = highest score among councils at this month end (ties share a rank)"),
-    "top_reasons": ("VARCHAR[]", "Up to three live warnings, weightiest first, in plain words"),
+    "top_reasons": ("VARCHAR[]", "Up to three reasons, weightiest first, in plain words"),
+    "coverage": ("INTEGER", "Number of factors known for the council at this month end"),
+    "standing": ("VARCHAR[]", "Every factor's figures in words ('factor: level (year), place among its neighbours, "
+                              "England, change'), the factor adding most to the score first"),
+    **{factor_column(f): ("DOUBLE", f"Contribution of {f} to the score (NULL: not known)") for f in standing.FACTORS},
 }
-RELATIONS = {"council_risk": ("LA / month end", "A risk score per council and month end combining its live "
-                                                "early-warning concerns, weighted towards workforce instability",
+RELATIONS = {"council_risk": ("LA / month end", "A continuous risk score per council and month end from its standing "
+                                                "on the published statistics, its Ofsted history and its live "
+                                                "early-warning concerns, with each factor's contribution",
                               COLUMNS)}
 
 
 def weights() -> pd.DataFrame:
-    rows = [(ind, w, factor) for factor, (w, inds) in FACTORS.items() for ind in inds]
+    rows = [(ind, w, factor) for factor, (w, inds) in INDICATOR_WEIGHTS.items() for ind in inds]
     return pd.DataFrame(rows, columns=["indicator", "weight", "factor"])
 
 
-def build_council_risk(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``council_risk`` from ``early_warning`` and ``indicators`` in an open catalogue connection."""
+def _warning_factor(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """``(la_code, as_of, factor, value, reasons)`` for live warnings, at the month ends of ``early_warning``
+    and of the child-level rolling windows (a council with returns and no warning has 0)."""
     con.register("_risk_weights", weights())
     try:
-        con.execute(f"""
-        CREATE OR REPLACE TABLE council_risk AS
+        return con.execute(f"""
         WITH months AS (SELECT DISTINCT as_of FROM early_warning
-                        UNION SELECT DISTINCT period_end FROM indicators WHERE "window" = 'rolling_12m'),
+                        UNION SELECT DISTINCT period_end FROM indicators
+                        WHERE "window" = 'rolling_12m' AND source = 'child_level'),
              councils AS (SELECT DISTINCT la_code FROM indicators WHERE source = 'child_level'),
-             concern AS (   -- the strongest live concern per council, indicator and month
+             concern AS (
                SELECT la_code, as_of, indicator, max(severity) AS severity,
                       arg_max(explanation, severity) AS explanation
                FROM early_warning WHERE direction = 'concern' AND severity >= {MIN_SEVERITY} GROUP BY ALL),
              weighted AS (
                SELECT c.*, c.severity * coalesce(w.weight, {DEFAULT_WEIGHT}) AS points
-               FROM concern c LEFT JOIN _risk_weights w USING (indicator)),
-             scored AS (
-               SELECT k.la_code, m.as_of, coalesce(sum(w.points), 0) AS score,
-                      coalesce(list(w.explanation ORDER BY w.points DESC, w.indicator)
-                               FILTER (WHERE w.explanation IS NOT NULL)[1:3], []) AS top_reasons
-               FROM councils k CROSS JOIN months m
-               LEFT JOIN weighted w ON w.la_code = k.la_code AND w.as_of = m.as_of
-               GROUP BY ALL)
-        SELECT la_code, as_of, CAST(score AS DOUBLE) AS score,
-               CAST(rank() OVER (PARTITION BY as_of ORDER BY score DESC) AS INTEGER) AS rank,
-               CAST(top_reasons AS VARCHAR[]) AS top_reasons
-        FROM scored ORDER BY as_of, rank, la_code""")
+               FROM concern c LEFT JOIN _risk_weights w USING (indicator))
+        SELECT k.la_code, CAST(m.as_of AS TIMESTAMP) AS as_of, 'live warnings' AS factor,
+               least(coalesce(sum(w.points), 0) / {WARNING_POINTS_PER_Z}, 3.0) AS value,
+               coalesce(list(w.explanation ORDER BY w.points DESC, w.indicator)
+                        FILTER (WHERE w.explanation IS NOT NULL)[1:3], []) AS reasons
+        FROM councils k CROSS JOIN months m
+        LEFT JOIN weighted w ON w.la_code = k.la_code AND w.as_of = m.as_of
+        GROUP BY ALL""").df()
     finally:
         con.unregister("_risk_weights")
+
+
+def combine(factors: pd.DataFrame) -> pd.DataFrame:
+    """``council_risk`` rows from ``(la_code, as_of, factor, value, reasons)`` (see the module docstring)."""
+    cols = list(COLUMNS)
+    if factors.empty:
+        return pd.DataFrame(columns=cols)
+    f = factors.copy()
+    f["weight"] = f["factor"].map(standing.FACTOR_WEIGHTS).fillna(1.0)
+    f["points"] = f["weight"] * f["value"]
+    divisor = f.groupby(["la_code", "as_of"])["weight"].transform("sum") + SHRINK
+    f["contribution"] = f["points"] / divisor
+    contribution = f["contribution"]
+    wide = f.pivot_table(index=["la_code", "as_of"], columns="factor", values="contribution", aggfunc="sum")
+    out = pd.DataFrame(index=wide.index)
+    out["score"] = wide.sum(axis=1, min_count=1)
+    out["coverage"] = wide.notna().sum(axis=1).astype("int32")
+    for factor in standing.FACTORS:
+        out[factor_column(factor)] = wide[factor] if factor in wide else np.nan
+    # reasons: the factors that push the score up most, each with its own worst metrics
+    f = f[f["contribution"] > 0].sort_values("contribution", ascending=False)
+    reasons = f.groupby(["la_code", "as_of"])["reasons"].agg(lambda rs: [x for r in rs for x in r][:3])
+    out["top_reasons"] = reasons.reindex(out.index)
+    out["top_reasons"] = out["top_reasons"].apply(lambda r: list(r) if isinstance(r, (list, np.ndarray)) else [])
+    everything = factors.assign(contribution=contribution)
+    if "detail" not in everything:
+        everything["detail"] = None
+    everything["detail"] = [[f"{k}: {x}" for x in (d if isinstance(d, (list, np.ndarray)) else r)]
+                            for k, d, r in zip(everything["factor"], everything["detail"], everything["reasons"])]
+    detail = (everything.sort_values("contribution", ascending=False)
+              .groupby(["la_code", "as_of"])["detail"].agg(lambda ds: [x for d in ds for x in d]))
+    out["standing"] = detail.reindex(out.index)
+    out["standing"] = out["standing"].apply(lambda r: list(r) if isinstance(r, (list, np.ndarray)) else [])
+    out = out.reset_index()
+    out["rank"] = out.groupby("as_of")["score"].rank(method="min", ascending=False).astype("int32")
+    out["as_of"] = pd.to_datetime(out["as_of"]).dt.date
+    # a council abolished by reorganisation has no row after its last day
+    until = {k: c.until for k, c in schema.councils().councils.items() if c.until}
+    gone = out["la_code"].map(until)
+    out = out[gone.isna() | (out["as_of"] <= gone.fillna(out["as_of"]))]
+    out["rank"] = out.groupby("as_of")["score"].rank(method="min", ascending=False).astype("int32")
+    return out[cols].sort_values(["as_of", "rank", "la_code"]).reset_index(drop=True)
+
+
+def build_council_risk(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``council_risk`` in an open catalogue connection from ``indicators``, ``early_warning``,
+    ``published_statistics``, ``statistical_neighbours`` and ``ofsted_judgements`` (those held)."""
+    published, _ = standing.published_factors(con)
+    frame = combine(pd.concat([published, _warning_factor(con)], ignore_index=True))
+    types = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, (t, _) in COLUMNS.items())
+    con.register("_risk_df", frame)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE council_risk AS SELECT {types} FROM _risk_df "
+                    "ORDER BY as_of, rank, la_code")
+    finally:
+        con.unregister("_risk_df")

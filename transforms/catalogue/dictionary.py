@@ -12,11 +12,11 @@ import pandas as pd
 
 from transforms import schema
 from transforms.analytics import council_risk, early_warning, indicators
-from transforms.catalogue import ees_views, holdings
+from transforms.catalogue import councils, ees_views, holdings
 from transforms.ingest import rules
 
 # Relations computed from the returns rather than read from Parquet: name -> (grain, description, columns).
-DERIVED = {**indicators.RELATIONS, **early_warning.RELATIONS, **council_risk.RELATIONS}
+DERIVED = {**indicators.RELATIONS, **early_warning.RELATIONS, **council_risk.RELATIONS, **councils.RELATIONS}
 
 LEDGER_DOC = {
     "load_id": "Identifier of this arrival (sortable by time); every loaded row carries it",

@@ -33,6 +33,103 @@ TOKEN_HEX = 20   # 80 bits: no collisions in practice at national scale (million
 _SPACES = re.compile(r"\s+")
 
 
+KEY_FILE = Path(".secrets") / "pseudonym.key"
+KEY_HEX = 64     # 32 random bytes, written as hex
+
+
+class KeyFileError(RuntimeError):
+    """The repository's key file is empty, short or unreadable (the message names the path and the remedy)."""
+
+
+def key_path(repo: Path) -> Path:
+    return Path(repo) / KEY_FILE
+
+
+def repository_key(repo: Path) -> bytes:
+    """The key in ``REPO/.secrets/pseudonym.key``, created on first use.
+
+    Creation is atomic: 32 random bytes (as hex) go to a temporary file in the same folder, are fsynced,
+    and are linked into place with ``os.link``, which fails if another process got there first; that
+    process's key is then read. A reader therefore never sees a half-written key, and two first ingests
+    at once end with one key. Raises ``KeyFileError`` (naming the path and what to do) for an empty or
+    short key file, e.g. one left by an older version killed while writing it.
+    """
+    path = key_path(repo)
+    if not path.exists():
+        create_key(path)
+    try:
+        key = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"cannot read the pseudonymisation key {path}: {exc}") from None
+    if len(key) < 16:
+        raise KeyFileError(
+            f"the pseudonymisation key {path} is {'empty' if not key else 'too short'} "
+            f"({len(key)} characters; at least 16 needed). If nothing was pseudonymised with it, "
+            f"`csreturns doctor --repo {Path(repo)} --fix` replaces it; otherwise restore it from your backup "
+            "(a new key would break the link between earlier and later loads).")
+    return key.encode()
+
+
+def create_key(path: Path, replace: bool = False) -> bool:
+    """Write a new random key to ``path`` atomically (mode 0600); False if one was already there
+    (unless ``replace``, which swaps the new key in with ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(os.urandom(KEY_HEX // 2).hex())
+            fh.flush()
+            os.fsync(fh.fileno())
+        if replace:
+            os.replace(tmp, path)
+            created = True
+        else:
+            try:
+                os.link(tmp, path)
+                created = True
+            except FileExistsError:
+                created = False
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return created
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def key_status(repo: Path) -> tuple[str, str]:
+    """(state, sentence) of the repository's key: ``configured`` (``CSRETURNS_PSEUDONYM_KEY``), ``ok``,
+    ``missing`` (made on the first ingest) or ``broken`` (empty, short or unreadable)."""
+    if settings.current().pseudonym_key:
+        return "configured", "pseudonymisation key: from CSRETURNS_PSEUDONYM_KEY"
+    path = key_path(repo)
+    if not path.exists():
+        return "missing", f"pseudonymisation key: none yet at {path} (made on the first ingest)"
+    try:
+        repository_key(repo)
+    except KeyFileError as exc:
+        return "broken", str(exc)
+    return "ok", f"pseudonymisation key: present at {path}"
+
+
+def repair_key(repo: Path, pseudonymised: bool) -> str:
+    """Replace an empty or short key file with a new key, only if no data was pseudonymised with the
+    repository's key (``pseudonymised`` False); otherwise refuse (``KeyFileError``): a new key would give
+    the same children new tokens, so later loads would no longer link to earlier ones."""
+    path = key_path(repo)
+    if pseudonymised:
+        raise KeyFileError(
+            f"refused to replace {path}: this repository already holds pseudonymised loads, made with the key "
+            "that was there. Restore the key file from your backup (or set CSRETURNS_PSEUDONYM_KEY to it); "
+            "a new key would break the link between earlier and later loads of the same children.")
+    create_key(path, replace=True)
+    return f"pseudonymisation key: replaced the broken {path} with a new key (no data used the old one)"
+
+
 class Pseudonymiser:
     def __init__(self, key: bytes):
         if len(key) < 16:
@@ -45,14 +142,7 @@ class Pseudonymiser:
         configured = settings.current().pseudonym_key
         if configured:
             return cls(configured.encode())
-        path = Path(repo) / ".secrets" / "pseudonym.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(path.parent, 0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(os.urandom(32).hex())
-        return cls(path.read_text().strip().encode())
+        return cls(repository_key(Path(repo)))
 
     def token(self, value: str, scope: str = "") -> str:
         return hmac.new(self._key, f"{scope}|{value}".encode(), hashlib.sha256).hexdigest()[:TOKEN_HEX]
@@ -87,9 +177,17 @@ class Pseudonymiser:
         return pc.take(pa.array(tokens, pa.string()), pc.index_in(values, value_set=distinct))
 
 
+_OUTWARD = r"[A-Z]{1,2}\d[A-Z\d]?"
+
+
 def postcode_district(values: pd.Series) -> pd.Series:
-    compact = values.str.upper().str.replace(_SPACES, "", regex=True)
-    return compact.where(compact.str.len() > 4, None).str[:-3]
+    """The outward code (district) of each postcode: ``EG19 7TT`` -> ``EG19``; a value that is already an
+    outward code alone (``EG19``, ``J1``) is kept as the district. Anything else becomes None (validation
+    reports the value before this runs: see the HOME_POST / PL_POST patterns in schemas/)."""
+    compact = values.astype("string").str.upper().str.replace(_SPACES, "", regex=True)
+    full = compact.str.extract(f"^({_OUTWARD})\\d[A-Z]{{2}}$", expand=False)
+    outward = compact.where(compact.str.fullmatch(_OUTWARD).fillna(False).astype(bool))
+    return full.fillna(outward).astype(object).where(full.fillna(outward).notna(), None)
 
 
 def month_of(values: pd.Series) -> pd.Series:
@@ -129,11 +227,12 @@ def protect_arrow(typed: pa.Table, table: Table, la_code: str | None, pseudonymi
             out = out.set_column(i, col.out, pseudonymiser.tokens_arrow(values))
         elif col.privacy == "month":
             out = out.set_column(i, col.out, pc.floor_temporal(values, unit="month"))
-        elif col.privacy == "postcode_district":
-            compact = pc.replace_substring_regex(pc.utf8_upper(values), r"\s+", "")
-            district = pc.utf8_slice_codeunits(compact, 0, -3)
-            out = out.set_column(i, col.out, pc.if_else(pc.greater(pc.utf8_length(compact), 4), district,
-                                                        pa.scalar(None, pa.string())))
+        elif col.privacy == "postcode_district":   # a return holds few distinct postcodes: map each once
+            values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+            distinct = pc.unique(values.drop_null())
+            districts = postcode_district(pd.Series(distinct.to_pylist(), dtype="str"))
+            out = out.set_column(i, col.out, pc.take(pa.array(districts.tolist(), pa.string()),
+                                                     pc.index_in(values, value_set=distinct)))
         elif col.privacy == "drop":
             out = out.remove_column(i)
     return out

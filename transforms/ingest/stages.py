@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms import schema
-from transforms.ingest.landing import Arrival
+from transforms.ingest.landing import Arrival, printable, records_in
 from transforms.ingest.normalise import normalise_table
 from transforms.ingest.privacy import Pseudonymiser, protect_arrow, protect_raw
 from transforms.ingest.readers import RawTables, UnreadableFile
@@ -91,15 +91,9 @@ def _read(arrival: Arrival) -> RawTables:
 
 
 def _count_csv_rows(arrival: Arrival) -> int:
-    """Rows in a rejected CSV, so the ledger still accounts for every row that arrived."""
-    if arrival.path.suffix.lower() != ".csv":
-        return 0
-    try:
-        with open(arrival.path, "rb") as fh:
-            lines = [line for line in fh if line.strip()]
-        return max(len(lines) - 1, 0)
-    except OSError:
-        return 0
+    """Rows in a rejected file, so the ledger still accounts for every record that arrived
+    (``transforms.ingest.landing.records_in``: data lines of a CSV, record elements of an XML)."""
+    return records_in(arrival)
 
 
 # -- validate --------------------------------------------------------------------------------------
@@ -198,7 +192,7 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
     (results_dir / f"{name}.json").write_text(json.dumps(
         {"file": arrival.relpath, "rows_in": rows_in, "rows_quarantined": len(quarantined),
          "validated_with_files": batch_size, "gx": verdict.gx_result}, default=str, indent=1))
-    log.info("GX %s %s", arrival.relpath, summary)
+    log.info("GX %s %s", printable(arrival.relpath), summary)
     for row in quarantined.to_dict("records"):
         failing = {f["field"] for f in row["failures"]}
         quarantine.append({
@@ -212,8 +206,19 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
                                        clean=str(clean_path), summary=summary)
 
 
+RAW_KEEP = 1000   # characters of a quarantined cell kept in ``raw``; a longer one is described, not kept
+
+
 def _as_map(raw: dict) -> list[tuple[str, str | None]]:
-    return [(str(k), None if v is None else str(v)) for k, v in raw.items()]
+    """A quarantined row's protected cells as the quarantine's ``raw`` map; a cell longer than ``RAW_KEEP``
+    (a botched export's 50 MB field) is kept as its length only."""
+    out = []
+    for k, v in raw.items():
+        text = None if v is None else str(v)
+        if text is not None and len(text) > RAW_KEEP:
+            text = f"<{len(text)} characters, not kept>"
+        out.append((str(k), text))
+    return out
 
 
 def _published_arrow(clean: pd.DataFrame, coll: schema.Collection, arrival: Arrival, meta: dict,
@@ -275,8 +280,10 @@ def load_stage(repo: Repository, landed: LandedFile) -> dict:
         quarantine = pq.read_table(landed.quarantine_rows) if landed.quarantine_rows else None
         row.update(rows_in=rows_in, rows_loaded=rows_loaded, rows_quarantined=rows_quarantined,
                    gx_success=all(t.gx_success for t in tables.values()))
-        if rows_in and not rows_loaded:
-            row.update(status="rejected", reason="every row failed validation; earlier data kept")
+        if not rows_loaded:   # never replace a return that has rows with one that has none (issue 11)
+            kept = "; earlier data kept" if any(repo.current_load(_partition(arrival, n)) for n in tables) else ""
+            reason = ("every row failed validation" if rows_in else "the file holds no data rows") + kept
+            row.update(status="rejected", reason=reason)
             repo.commit(load_id, {}, row, quarantine)
             return row
         replacements = {}

@@ -169,6 +169,23 @@ def _meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
     return {"field": field_name or "", "rule": rule, "message": message}
 
 
+QUOTABLE = 8   # a code-list value this short, of a column that holds no personal data, is quoted in messages
+
+
+def shown_value(value, quote: bool) -> str:
+    """A failing value as a message shows it (issue 11, kind 6): quoted only when ``quote`` (a code column
+    without privacy) and it is a short code-like token; otherwise described by its shape, so that no
+    identifier, date of birth, postcode or over-long cell reaches a message."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "(empty)"
+    text = str(value)
+    if quote and len(text) <= QUOTABLE and text.replace(".", "").replace("-", "").isalnum():
+        return repr(text)
+    kinds = [w for w, ok in (("digits", any(c.isdigit() for c in text)), ("letters", any(c.isalpha() for c in text)),
+                             ("other characters", any(not c.isalnum() for c in text))) if ok]
+    return f"(a value of {len(text)} character{'s' if len(text) != 1 else ''}: {', '.join(kinds) or 'none'})"
+
+
 def build_suite(table: Table, date_format: str, batch_column: str | None = None) -> gx.ExpectationSuite:
     """The GX suite for a table as collected in ``table.year``. With ``batch_column``, rows of several
     files are validated together and keys need only be unique within each file. A check the column's
@@ -186,8 +203,9 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
             allowed = sorted(col.codes)
             expectations.append(gxe.ExpectColumnValuesToBeInSet(
                 column=name, value_set=allowed,
-                meta=_meta(name, "code_list", f"{name} {{value!r}} is not a valid code"
-                           f"{' for ' + str(table.year) if table.year else ''} ({', '.join(allowed)})")))
+                meta={**_meta(name, "code_list", f"{name} {{value!r}} is not a valid code"
+                            f"{' for ' + str(table.year) if table.year else ''} ({', '.join(allowed)})"),
+                      "quote": "no" if col.privacy else "yes"}))
         if col.type == "date":
             expectations.append(custom.ExpectColumnValuesToBeDates(
                 column=name, date_format=date_format,
@@ -202,6 +220,10 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
             expectations.append(gxe.ExpectColumnValuesToBeInSet(
                 column=name, value_set=BOOLEAN_SPELLINGS,
                 meta=_meta(name, "boolean", f"{name} {{value!r}} is not true/false or 1/0")))
+        if col.max_length:
+            expectations.append(gxe.ExpectColumnValueLengthsToBeBetween(
+                column=name, max_value=col.max_length,
+                meta=_meta(name, "max_length", f"{name} {{value!r}} is longer than {col.max_length} characters")))
         if col.pattern:
             expectations.append(gxe.ExpectColumnValuesToMatchRegex(
                 column=name, regex=col.pattern,
@@ -304,10 +326,11 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
         column = r.expectation_config.kwargs.get("column")
         values = frame[column].to_numpy()[indices] if column in frame.columns else [None] * len(indices)
         template = meta.get("message", r.expectation_config.type)
+        quote = meta.get("quote") == "yes"
         for idx, value in zip(indices, values):
             failures.setdefault(int(idx), []).append(
                 {"field": meta.get("field", ""), "rule": meta.get("rule", r.expectation_config.type),
-                 "message": template.replace("{value!r}", repr(value) if value is not None else "''")})
+                 "message": template.replace("{value!r}", shown_value(value, quote))})
     bad = sorted(failures)
     quarantine = _empty_quarantine(extra)
     if bad:

@@ -57,6 +57,33 @@ class ReturnsOverdue(AirflowFailException):
     already lists the returns, the generic failure alert stays quiet."""
 
 
+class FilesRejected(AirflowFailException):
+    """Raised by a collection DAG's ``rejected_files`` task: files were rejected whole. Failing (without
+    retries) makes the run red and sends the failure e-mail, whose error line lists the files and reasons."""
+
+
+def report_rejections(collection_id: str, rows: list[dict]) -> dict:
+    """Print each rejected file and each file with quarantined rows (ledger ``relpath``, status, reason: never
+    a child's identifier), then raise ``FilesRejected`` naming the rejected files when there are any.
+
+    ``rows``: the load task's ledger rows (``relpath``, ``status``, ``reason``, ``rows_in``,
+    ``rows_quarantined``). Returns ``{"files", "rejected", "with_quarantined_rows", "rows_quarantined"}``."""
+    rejected = [r for r in rows if r["status"] == "rejected"]
+    partly = [r for r in rows if r["status"] != "rejected" and r["rows_quarantined"]]
+    for r in partly:
+        print(f"quarantined {r['rows_quarantined']} of {r['rows_in']} rows: {r['relpath']}")
+    for r in rejected:
+        print(f"REJECTED {r['relpath']}: {r.get('reason') or '(no reason recorded)'}")
+    summary = {"files": len(rows), "rejected": len(rejected), "with_quarantined_rows": len(partly),
+               "rows_quarantined": sum(r["rows_quarantined"] for r in rows)}
+    print(f"{collection_id}: {summary}")
+    if rejected:
+        listed = "; ".join(f"{r['relpath']}: {r.get('reason') or '(no reason recorded)'}" for r in rejected[:20])
+        more = f"; and {len(rejected) - 20} more" if len(rejected) > 20 else ""
+        raise FilesRejected(f"{len(rejected)} file(s) of {collection_id} rejected whole: {listed}{more}")
+    return summary
+
+
 def failure_message(context) -> tuple[str, str]:
     ti = context["ti"]
     task = ti.task_id + (f"[{ti.map_index}]" if getattr(ti, "map_index", -1) not in (None, -1) else "")

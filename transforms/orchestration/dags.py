@@ -142,19 +142,29 @@ def collection_dag(collection_id: str):
                       f"{row['rows_quarantined']} quarantined of {row['rows_in']})"
                       + (f" - {row['reason']}" if row.get("reason") else ""))
                 rows.append({k: row[k] for k in ("load_id", "relpath", "status", "rows_in", "rows_loaded",
-                                                 "rows_quarantined", "collection", "la_code", "return_year")})
+                                                 "rows_quarantined", "collection", "la_code", "return_year")}
+                            | {"reason": row.get("reason") or ""})
             return rows
+
+        # Fails, without retrying, when a file was rejected whole: the run is not plain green, the task's log
+        # and the failure e-mail name each file and why. Quarantined rows are listed but never fail it.
+        @task(retries=0)
+        def rejected_files(rows: list[list[dict]] | None = None) -> dict:
+            """Files this run rejected whole, with their reasons, and files with quarantined rows."""
+            rows = [row for batch in _all(rows) if batch for row in batch]
+            return alerts.report_rejections(collection_id, rows)
 
         @task
         def check_rules(rows: list[dict]) -> list[dict]:
-            """The DfE validation rules, once per return this submission loaded (after its commits), and
-            each loaded file's error report under REPO/errors/<collection>/<la_code>/<year>/."""
+            """The DfE validation rules of every return still pending a check (this submission's, and any a
+            killed task left: see transforms.ingest.resume), and each loaded file's error report under
+            REPO/errors/<collection>/<la_code>/<year>/."""
             from transforms.ingest.error_report import write_file_reports
-            from transforms.ingest.rules import check_returns
+            from transforms.ingest.resume import run_pending
             from transforms.store.repository import Repository
 
             repo = Repository(_paths()[1])
-            for run in check_returns(repo, rows):
+            for run in run_pending(repo):
                 print(f"rules {run['collection']} {run['la_code']} {run['return_year']}: {run['errors']} "
                       f"failure(s) of {run['rules_run']} rules in {run['seconds']}s")
             for path in write_file_reports(repo, rows):
@@ -166,7 +176,7 @@ def collection_dag(collection_id: str):
         @task(outlets=[asset], trigger_rule="all_done")
         def publish(rows: list[dict] | None = None) -> dict:
             """Announce what changed: the repository refresh DAG is scheduled on this asset."""
-            rows = [row for batch in (rows or []) if batch for row in batch]
+            rows = [row for batch in _all(rows) if batch for row in batch]
             summary = {s: sum(1 for r in rows if r["status"] == s) for s in ("loaded", "partly_loaded", "rejected", "duplicate")}
             summary.update(files=len(rows), rows_loaded=sum(r["rows_loaded"] for r in rows),
                            rows_quarantined=sum(r["rows_quarantined"] for r in rows))
@@ -176,8 +186,15 @@ def collection_dag(collection_id: str):
 
         loaded = load.expand(submission=validate.expand(submission=read.expand(submission=discover())))
         check_rules.expand(rows=loaded) >> publish(loaded)
+        rejected_files(loaded)
 
     return collect()
+
+
+def _all(mapped) -> list:
+    """Every item of a mapped task's output in one request: a slice, not iteration, which asks for one
+    item after the last and logs a spurious "XCom not found ... offset=N" error."""
+    return list(mapped[:]) if mapped else []
 
 
 def _link_validations(files) -> None:
@@ -211,7 +228,9 @@ def _doc(coll: schema.Collection) -> str:
     return (f"### {coll.title}\n\nOwner: {coll.owner}. Cadence: {coll.cadence}. Grain: {coll.grain}. "
             f"Formats: {', '.join(coll.formats)}.\n\nDeclared in `schemas/{declared}`; loads {tables}. "
             "Tasks: discover new files, read, validate (Great Expectations), load (atomic swap), check_rules "
-            "(DfE validation rules per return, error report per file), publish (emits this collection's asset).")
+            "(DfE validation rules per return, error report per file), publish (emits this collection's asset) "
+            "and rejected_files, which fails, naming each file and its reason, when a file was rejected whole "
+            "(a red run and a failure e-mail; the loaded data still reaches the catalogue).")
 
 
 def repository_refresh_dag():
@@ -317,6 +336,50 @@ def remote_fetch_dag(source):
         reconcile(fetch(wait_for_files.output))
 
     return fetch_source()
+
+
+def fetch_ees_dag():
+    """``fetch_ees``: poll DfE's EES public API for new versions of the datasets schemas/ declare with a
+    ``data_set_id``, land each new version's CSV once under LANDING/published/ (``transforms.orchestration.ees_api``)."""
+    from transforms.orchestration import ees_api
+
+    @dag(dag_id="fetch_ees", schedule="0 6 * * *", max_active_runs=1,
+         description="Fetch new versions of published statistics from DfE's EES API (connection ees_api)",
+         params=_PATH_PARAMS, **policy.dag_args("published", tags=("ees-api",), retries=4, doc_md=(
+             "### Published statistics from the EES API\n\nOwner of the data: DfE (Explore Education Statistics). "
+             "For each EES dataset declared in `schemas/ees/` with its `data_set_id`, `check_versions` asks the "
+             "API (`GET /v1/data-sets/{id}`) for its latest version, and `fetch_new_versions` downloads each "
+             "version not yet in the fetch manifest once (`/csv?dataSetVersion=`), lands it as "
+             "`LANDING/published/<name>_v<version>.csv` and emits `csreturns_landing`, on which the collection "
+             "DAGs run. HTTP connection `ees_api` (host `https://api.education.gov.uk/statistics`); transient "
+             "failures are retried with exponential backoff. Skipped when no dataset declares an id.")))
+    def fetch_ees():
+        @task
+        def check_versions() -> list[dict]:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            datasets = ees_api.declared()
+            if not datasets:
+                raise AirflowSkipException("no EES dataset in schemas/ees/ declares a data_set_id")
+            checked = ees_api.check_versions(ees_api.EesApi.from_connection(), datasets, _paths()[0])
+            for item in checked:
+                print(f"{item['dataset']} ({item['data_set_id']}): latest version {item['version']} "
+                      f"published {item['published'] or '?'}" + (" - new" if item["new"] else " - already here"))
+            return checked
+
+        @task(outlets=[LANDING_ASSET])
+        def fetch_new_versions(checked: list[dict]) -> dict:
+            rows = ees_api.fetch_new_versions(ees_api.EesApi.from_connection(), checked, _paths()[0])
+            for row in rows:
+                print(f"landed {row['relpath']} ({row['bytes']} bytes, sha256 {row['sha256'][:12]}): "
+                      f"{row['dataset']} version {row['version']}")
+            summary = {"checked": len(checked), "fetched": len(rows)}
+            get_current_context()["outlet_events"][LANDING_ASSET].extra = {"source": "ees_api", **summary}
+            return summary
+
+        fetch_new_versions(check_versions())
+
+    return fetch_ees()
 
 
 # -- the daily DAG -------------------------------------------------------------------------------------

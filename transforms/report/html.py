@@ -29,7 +29,7 @@ import plotly.io as pio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from transforms.analytics import council_risk
+from transforms.analytics import council_risk, standing
 from transforms.analytics import early_warning as ew
 from transforms.analytics.indicators import UNITS
 
@@ -108,8 +108,7 @@ def load(con: duckdb.DuckDBPyConnection, as_of=None) -> Inputs:
     if as_of is None:
         as_of = con.execute("SELECT max(as_of) FROM council_risk").fetchone()[0]
     as_of = pd.Timestamp(as_of).date() if as_of is not None else None
-    risk = con.execute("SELECT la_code, score, rank, top_reasons FROM council_risk WHERE as_of = ? "
-                       "ORDER BY rank, la_code", [as_of]).df()
+    risk = con.execute("SELECT * FROM council_risk WHERE as_of = ? ORDER BY rank, la_code", [as_of]).df()
     signals = con.execute("SELECT * FROM early_warning WHERE as_of = ? ORDER BY severity DESC, indicator, method",
                           [as_of]).df()
     ind = con.execute('SELECT * FROM indicators WHERE period_end <= ?', [as_of]).df() if as_of else \
@@ -424,19 +423,34 @@ def _score_text(score) -> str:
     return "–" if score is None or pd.isna(score) else f"{score:g}"
 
 
+def _factors(row: dict) -> list[dict]:
+    """A council's risk factors at the report date, largest contribution first, each with its figures in
+    words (level, place among its statistical neighbours, England, change: ``council_risk.standing``)."""
+    lines = list(row.get("standing")) if row.get("standing") is not None else []
+    out = []
+    for factor in standing.FACTORS:
+        value = row.get(council_risk.factor_column(factor))
+        if value is None or pd.isna(value):
+            continue
+        out.append(dict(name=factor, contribution=f"{value:+.2f}",
+                        detail=[x.split(": ", 1)[1] for x in lines if x.startswith(f"{factor}: ")]))
+    return sorted(out, key=lambda f: -float(f["contribution"]))
+
+
 def _ranked(data: Inputs) -> list[dict]:
     concerns = data.signals[data.signals["direction"] == "concern"]
     per_council = concerns.groupby("la_code")["indicator"].nunique().to_dict()
     ranked = [dict(la_code=r.la_code, name=data.names.get(r.la_code, f"Council {r.la_code}"),
-                   score=float(r.score), score_text=_score_text(r.score), rank=int(r.rank),
+                   score=float(r.score), score_text=_score_text(round(r.score, 2)), rank=int(r.rank),
                    concerns=per_council.get(r.la_code, 0),
-                   reasons=list(r.top_reasons) if r.top_reasons is not None else [])
+                   reasons=list(r.top_reasons) if r.top_reasons is not None else [],
+                   factors=_factors(r._asdict()))
               for r in data.risk.itertuples()]
     # councils with signals but no risk row (published figures only: council_risk ranks child-level councils)
     known = {c["la_code"] for c in ranked}
     for la in sorted(set(data.signals["la_code"]) - known):
         ranked.append(dict(la_code=la, name=data.names.get(la, f"Council {la}"), score=None, score_text="–",
-                           rank="–", concerns=per_council.get(la, 0),
+                           rank="–", concerns=per_council.get(la, 0), factors=[],
                            reasons=concerns.loc[concerns["la_code"] == la, "explanation"].head(3).tolist()))
     return ranked
 

@@ -1,6 +1,10 @@
 """Flat CSV returns (SSDA903 tables, school census extracts): one file is one table.
 
-Headers are matched to the schema tolerantly (case, spaces, a BOM); values are kept as text.
+Headers are matched to the schema tolerantly (case, spaces, a BOM); values are kept as text. Files as
+spreadsheets save them are read as they are: blank or comma-only lines above the header and among or after
+the rows are skipped (``source_row`` stays the line of the file), a trailing empty column is ignored, the
+encoding is found by ``transforms.ingest.readers.text``. A file that is empty, only blank lines, or only a
+header row is refused (``UnreadableFile``) with a reason that says exactly that.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from transforms.ingest.readers import RawTables, UnreadableFile
-from transforms.ingest.readers.text import read_text
+from transforms.ingest.readers.text import NotText, is_blank_line, leading_blank_lines, read_text
 from transforms.schema import Table
 
 
@@ -19,21 +23,61 @@ def normalise_header(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lstrip("\ufeff")).upper()
 
 
+def empty_reason(path: Path) -> str | None:
+    """Why a CSV holds nothing to read ("empty file: 0 bytes", "file holds only blank lines"), or None."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file: 0 bytes"
+    if size <= 1 << 20:
+        try:
+            text, _ = read_text(path)
+        except NotText:
+            return None
+        if all(is_blank_line(line) for line in text.splitlines()):
+            return f"file holds only blank lines ({size} bytes, no header row and no data)"
+    return None
+
+
 def read_csv_strings(path: Path) -> tuple[pd.DataFrame, str]:
-    """All cells as text (None when empty), blank lines dropped, ``source_row`` = line number in the file."""
-    text, encoding = read_text(path)
+    """All cells as text (None when empty), blank lines dropped, ``source_row`` = line number in the file.
+
+    The header is the first line that is not blank. Raises ``UnreadableFile`` for a file that is empty,
+    holds only blank lines, only a header row, is not text, or is not well-formed CSV.
+    """
+    reason = empty_reason(path)
+    if reason:
+        raise UnreadableFile(reason)
+    try:
+        text, encoding = read_text(path)
+    except NotText as exc:
+        raise UnreadableFile(str(exc)) from None
+    skip = leading_blank_lines(text)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],
-                         skip_blank_lines=False, engine="c")
+                         skip_blank_lines=False, skiprows=skip, engine="c", index_col=False)
     except pd.errors.ParserError as exc:
-        raise UnreadableFile(f"not a well-formed CSV: {exc}") from None
+        raise UnreadableFile(f"not a well-formed CSV: {_parser_problem(exc, skip)}") from None
     except pd.errors.EmptyDataError:
-        raise UnreadableFile("empty file: no header row") from None
+        raise UnreadableFile("file holds only blank lines (no header row and no data)") from None
+    unnamed = [c for c in df.columns if str(c).startswith("Unnamed: ") and df[c].isna().all()]
+    df = df.drop(columns=unnamed)           # a trailing (or stray) empty column: nothing in it, no name
     df = df.dropna(how="all")
-    df.insert(0, "source_row", df.index.to_numpy() + 2)  # line 1 is the header
+    if df.empty:
+        raise UnreadableFile(f"header row only (line {skip + 1}): no data rows")
+    df.insert(0, "source_row", df.index.to_numpy() + 2 + skip)  # the header is line skip + 1
     for col in df.columns[1:]:
         df[col] = df[col].str.strip().replace("", None)
     return df.reset_index(drop=True), encoding
+
+
+def _parser_problem(exc: Exception, skip: int) -> str:
+    """pandas' tokenizer message in the file's terms (its line numbers already count the skipped lines)."""
+    text = str(exc).strip()
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if m:
+        return f"line {m.group(2)} has {m.group(3)} fields, the header {m.group(1)}"
+    return text.split("\n")[0][:200]
 
 
 def read_table(path: Path, table: Table) -> RawTables:

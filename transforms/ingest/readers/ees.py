@@ -34,12 +34,27 @@ def is_ees_header(columns: list[str], coll: Collection) -> bool:
 
 
 def _measure_like(values: pd.Series, symbols: set[str]) -> bool:
+    """Numbers or suppression symbols throughout: a column wholly suppressed (every cell ``x``, ``c`` or
+    ``z``) is still a measure, with NULL values and the symbols kept, never a breakdown."""
     present = values.dropna()
     if present.empty:
         return True
-    text = present.astype(str).str.replace(",", "", regex=False)
+    text = present.astype(str).str.replace(",", "", regex=False).str.strip()
     numeric = text.str.match(_NUMBER.pattern)
-    return bool(numeric.any()) and bool((numeric | text.str.lower().isin(symbols)).all())
+    symbol = text.str.lower().isin(symbols)
+    return bool((numeric | symbol).all())
+
+
+def _declared(path: Path, coll: Collection) -> tuple[set[str], set[str]]:
+    """(measures, breakdowns) the dataset's schema (schemas/ees/) declares for this file, lower case."""
+    from transforms import schema
+    dataset = coll.dataset_for(Path(path).name)[0]
+    owner = schema.ees_collection_of(dataset)
+    if owner is None:
+        return set(), set()
+    spec = schema.collection(owner).spec
+    return ({str(m).lower() for m in (spec.get("measures") or {})},
+            {str(b).lower() for b in (spec.get("breakdowns") or [])})
 
 
 def read_ees(path: Path, coll: Collection) -> RawTables:
@@ -56,7 +71,9 @@ def read_ees(path: Path, coll: Collection) -> RawTables:
     keys = [c for c in coll.spec["key_columns"] if c in df.columns]
     symbols = {str(s).lower() for s in coll.spec["suppression_symbols"]}
     others = [c for c in df.columns if c not in keys and c != "source_row"]
-    measures = [c for c in others if _measure_like(df[c], symbols)]
+    declared_measures, declared_breakdowns = _declared(path, coll)
+    measures = [c for c in others if c in declared_measures
+                or (c not in declared_breakdowns and _measure_like(df[c], symbols))]
     breakdowns = [c for c in others if c not in measures]
     if not measures:
         raise UnreadableFile("EES file has no measure columns (no column of numbers)")

@@ -105,6 +105,45 @@ def table_sheets(titles: Iterable[str], tables: Iterable[Table], coll: Collectio
     return found
 
 
+def sheet_heads(path: Path) -> dict[str, list[tuple[int, list[Any]]]]:
+    """The first ``HEADER_SCAN_ROWS`` rows of every sheet, (row number, cell values): enough to tell which
+    declared table a sheet holds from its header row, whatever the sheet is called."""
+    wb = _open(path)
+    return {title: _head_rows(wb, title) for title in wb.sheet_names}
+
+
+def _head_rows(wb, title: str) -> list[tuple[int, list[Any]]]:
+    try:
+        rows = wb.get_sheet_by_name(title).to_python(skip_empty_area=False, nrows=HEADER_SCAN_ROWS)
+    except Exception as exc:  # calamine raises its own errors for corrupt sheet parts
+        raise UnreadableFile(f"sheet {title!r} cannot be read: {exc}") from None
+    return [(n, list(row)) for n, row in enumerate(rows, start=1)]
+
+
+def tables_by_header(heads: dict[str, list[tuple[int, list[Any]]]], coll: Collection, tables: Iterable[Table],
+                     taken: Iterable[str] = ()) -> dict[str, str]:
+    """For each table, the sheet whose header row names its columns best (sheets in ``taken`` and sheets
+    already given to a table are not reused). A workbook whose sheets are called ``List_1``, ``List_2``
+    is still read by what its columns say (the area SEND Annex A beside the ILACS one)."""
+    used = set(taken)
+    found: dict[str, str] = {}
+    for table in tables:
+        specs = _column_specs(coll, table.name)
+        wanted = _header_names(table, specs)
+        threshold = float(_table_spec(coll, table.name).get("header_match", 0.5))
+        best = None
+        for title, rows in heads.items():
+            if title in used:
+                continue
+            match = _find_header(rows, table, wanted, threshold)
+            if match and (best is None or len(match[1]) > best[0]):
+                best = (len(match[1]), title)
+        if best:
+            found[table.name] = best[1]
+            used.add(best[1])
+    return found
+
+
 # -- schema access -----------------------------------------------------------------------------------
 def _table_spec(coll: Collection, table: str) -> dict:
     return coll.base_tables[table].get("xlsx", {}) or {}
@@ -306,6 +345,10 @@ def read_xlsx(path: Path, coll: Collection, tables: list[Table]) -> RawTables:
     wb = _open(path)
     titles = list(wb.sheet_names)
     sheets = table_sheets(titles, tables, coll)
+    unnamed = [t for t in tables if t.name not in sheets]
+    if unnamed:   # a table whose sheet is not named as declared: found by its header row instead
+        heads = {title: _head_rows(wb, title) for title in titles if title not in sheets.values()}
+        sheets.update(tables_by_header(heads, coll, unnamed))
     if not sheets:
         raise UnreadableFile(f"no sheet of {coll.id} in this workbook (sheets: {', '.join(titles)[:200]})")
     frames, meta = {}, {}

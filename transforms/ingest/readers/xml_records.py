@@ -7,6 +7,8 @@ expansion, no network.
 """
 from __future__ import annotations
 
+import codecs
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -21,11 +23,83 @@ _PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, 
                        remove_comments=True)
 
 
+PROLOG_LIMIT = 16 << 20     # a prolog (declaration, comments) longer than 16 MB is not a return's
+_NAME = re.compile(r"[A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?")
+
+
+def prolog_root(path: Path) -> str | None:
+    """The root element's name (without a prefix), found by reading the prolog however long it is.
+
+    Raises ``UnreadableFile`` when the prolog holds a DOCTYPE, ENTITY or any other ``<!`` declaration
+    (statutory returns never carry one; in a prolog it is an entity expansion or an external-entity read
+    however many bytes of comment come before it), or is longer than ``PROLOG_LIMIT``. Returns None when
+    the start is not XML at all (the parser then says why). The file is read in chunks; nothing is parsed.
+    """
+    with open(path, "rb") as fh:
+        raw = fh.read(1 << 16)
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        decoder = codecs.getincrementaldecoder("utf-16" if utf16 else "utf-8")(errors="replace")
+        buf = decoder.decode(raw).lstrip("\ufeff")
+        i = 0
+        while True:
+            while i < len(buf) and buf[i] in " \t\r\n":
+                i += 1
+            need_more = False
+            if i >= len(buf) - 1:
+                need_more = True
+            elif buf.startswith("<?", i):
+                j = buf.find("?>", i + 2)
+                need_more, i = (True, i) if j < 0 else (False, j + 2)
+            elif buf.startswith("<!--", i):
+                j = buf.find("-->", i + 4)
+                need_more, i = (True, i) if j < 0 else (False, j + 3)
+            elif buf.startswith("<!", i):
+                if len(buf) - i < 9:
+                    need_more = True
+                else:
+                    word = buf[i + 2:i + 9].upper()
+                    what = "DOCTYPE" if word.startswith("DOCTYPE") else "ENTITY" if word.startswith("ENTITY") else "<!"
+                    raise UnreadableFile(f"XML with a {what} declaration in its prolog (at character {i}) is "
+                                         "refused: returns never carry a DOCTYPE or ENTITY declaration")
+            elif buf.startswith("<", i):
+                m = _NAME.match(buf, i + 1)
+                if m and m.end() < len(buf):
+                    return m.group(0).split(":")[-1]
+                need_more = m is not None or i + 1 >= len(buf)
+                if not need_more:
+                    return None
+            else:
+                return None
+            if need_more:
+                raw = fh.read(1 << 20)
+                if not raw:
+                    return None
+                if len(buf) - i > PROLOG_LIMIT:
+                    raise UnreadableFile(f"XML prolog longer than {PROLOG_LIMIT >> 20} MB before the root element: refused")
+                buf = buf[i:] + decoder.decode(raw)
+                i = 0
+
+
 def check_safe(path: Path) -> None:
+    """Refuse a DTD anywhere in the prolog (``prolog_root``), and one in the first 64 KB in any case."""
     with open(path, "rb") as fh:
         head = fh.read(65536)
     if refuses_dtd(head):
         raise UnreadableFile("XML with a DOCTYPE or ENTITY declaration is refused (returns never carry one)")
+    prolog_root(path)
+
+
+def _syntax_problem(exc: Exception) -> str:
+    """lxml's message in words a data team can act on (depth limits named as such)."""
+    text = str(exc)
+    m = re.search(r"Excessive depth in document: (\d+)", text)
+    line = re.search(r"line (\d+)", text)
+    if m:
+        return (f"XML nested deeper than {m.group(1)} elements{f' (line {line.group(1)})' if line else ''}: "
+                "excessive nesting depth, refused")
+    if "amplification" in text or "entity" in text.lower():
+        return "XML entity expansion refused"
+    return f"not well-formed XML: {text[:300]}"
 
 
 def root_and_header(path: Path, header_paths: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
@@ -55,8 +129,57 @@ def root_and_header(path: Path, header_paths: dict[str, str] | None = None) -> t
             stack.pop()
     except etree.XMLSyntaxError as exc:
         if not root_tag:
-            raise UnreadableFile(f"not well-formed XML: {exc}") from None
+            raise UnreadableFile(_syntax_problem(exc)) from None
     return root_tag, values
+
+
+def body_path(path: Path, depth: int = 4) -> list[str]:
+    """Names of the first element after the header and its first descendants, e.g. ``[Children, Child,
+    ChildIdentifiers, LAchildID]``: the structure that says what a message is when its header does not."""
+    check_safe(path)
+    names: list[str] = []
+    level = 0
+    try:
+        for event, elem in etree.iterparse(str(path), events=("start", "end"), **_PARSER_OPTIONS):
+            if event == "end":
+                level -= 1
+                if names:
+                    break          # the first record's chain ended
+                continue
+            level += 1
+            name = etree.QName(elem).localname
+            if level == 2 and not names and name == "Header":
+                continue
+            if level >= 2 and (names or level == 2) and not _in_header(elem):
+                names.append(name)
+                if len(names) >= depth:
+                    break
+    except etree.XMLSyntaxError:
+        pass
+    return names
+
+
+def _in_header(elem) -> bool:
+    parent = elem.getparent()
+    while parent is not None and parent.getparent() is not None:
+        if etree.QName(parent).localname == "Header" and parent.getparent().getparent() is None:
+            return True
+        parent = parent.getparent()
+    return False
+
+
+_SHORT_LINES = 65535   # libxml2 keeps an element's line in 16 bits; past it, the line is found through its text
+
+
+def source_line(elem) -> int | None:
+    """The line of the file where ``elem`` starts. Past line 65,535 libxml2 (with big-line support) takes an
+    element's line from its first text node, which records the line where that text *ends*: for a record
+    such as ``<Child>`` followed by an indented ``<ChildIdentifiers>`` that is one line late. The newlines
+    inside that text are taken off again."""
+    line = elem.sourceline
+    if line is not None and line >= _SHORT_LINES and len(elem) and elem.text:
+        line -= elem.text.count("\n")
+    return line
 
 
 def _local(tag) -> str:
@@ -142,7 +265,7 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
                     continue
                 for elem, ordinals in _walk(record, steps, levels, start):
                     found = record_values if elem is record else _values(elem)
-                    row = {"source_row": elem.sourceline}
+                    row = {"source_row": source_line(elem)}
                     for name, paths in lookups:
                         value = None
                         for p in paths:
@@ -162,7 +285,7 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
             while parent is not None and record.getprevious() is not None:
                 del parent[0]
     except etree.XMLSyntaxError as exc:
-        raise UnreadableFile(f"not well-formed XML: {exc}") from None
+        raise UnreadableFile(_syntax_problem(exc)) from None
     frames = {}
     for table, _, _, seq_keys, _ in plans:
         columns = ["source_row", *table.names, *seq_keys]

@@ -1,0 +1,76 @@
+"""``make demo``: its landing area shows a rejected file and a resubmission, and its DAG runs leave task logs
+that the Airflow UI reads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLES, SHARED, need, put
+
+
+@pytest.fixture(scope="module")
+def one_council(tmp_path_factory):
+    """The demo's landing area for its first council and one year."""
+    from transforms.synthetic.demo import DEMO_COUNCILS, prepare_landing
+
+    landing = tmp_path_factory.mktemp("demo") / "landing"
+    summary = prepare_landing(landing, la_codes=DEMO_COUNCILS[:1], years=(2025,), shared=SHARED)
+    return landing, summary
+
+
+def test_the_demo_lands_a_file_that_is_rejected_whole_for_its_missing_columns(one_council):
+    from transforms.ingest.landing import discover
+
+    landing, summary = one_council
+    arrival = next(a for a in discover(landing) if a.relpath == str(summary["rejected"].relative_to(landing)))
+    assert (arrival.collection, list(arrival.tables), arrival.la_code) == ("ssda903", ["episodes"], "301")
+    assert "DECOM, RNE" in arrival.problem
+
+
+def test_a_resubmission_is_the_same_return_later_with_one_child_fewer(one_council):
+    from lxml import etree
+
+    from transforms.ingest.landing import discover
+    from transforms.synthetic.demo import land_resubmission
+
+    landing, _ = one_council
+    path = land_resubmission(landing, "301")
+    arrivals = {a.relpath: a for a in discover(landing, "cin_census")}
+    original, again = arrivals["301/cin_census/CIN_Census_2025.xml"], arrivals[str(path.relative_to(landing))]
+    assert (again.la_code, again.return_year, again.problem) == ("301", 2025, None)
+    children = [len(etree.parse(a.path).findall("Children/Child")) for a in (original, again)]
+    assert children[1] == children[0] - 1
+    assert etree.parse(again.path).findtext("Header/Source/SerialNo") == "002"
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_runs_leave_task_logs_that_the_airflow_ui_reads(airflow_db, tmp_path):
+    from airflow.models import TaskInstance
+    from airflow.utils.log.log_reader import TaskLogReader
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from transforms.orchestration.local_runs import Runner
+
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    for name in ("header.csv", "episodes.csv"):
+        put(landing, f"301/ssda903/year=2018/{name}", need(SAMPLES / "ssda903" / name))
+    put(landing, "301/ssda903/year=2018/notes.docx", b"not a return")
+
+    result = Runner().run("collect_ssda903", conf={"landing": str(landing), "repo": str(repo)})
+    assert result["state"] == "failed" and result["tasks"]["rejected_files"] == {"failed": 1}
+    assert result["tasks"]["publish"] == {"success": 1}
+    with create_session() as session:
+        ti = session.scalars(select(TaskInstance).where(
+            TaskInstance.run_id == result["run_id"], TaskInstance.task_id == "rejected_files")).one()
+        lines, _ = TaskLogReader().read_log_chunks(ti, ti.try_number, {})
+        text = "\n".join(getattr(line, "event", str(line)) for line in lines)
+    assert "REJECTED 301/ssda903/year=2018/notes.docx: no collection schema reads .docx files" in text
+
+    from airflow.configuration import conf
+
+    logs = list(Path(conf.get("logging", "base_log_folder")).glob(f"dag_id=collect_ssda903/run_id={result['run_id']}/**/*.log"))
+    assert len(logs) >= 7  # discover, read, validate, load, check_rules, publish, rejected_files
+    spurious = [p for p in logs if "XCom not found" in p.read_text()]
+    assert not spurious, f"spurious XCom errors in {spurious}"

@@ -1,0 +1,119 @@
+"""Published figures and Ofsted's judgements give every council a risk score at every month end, using only
+what was public then (transforms/analytics/standing.py, council_risk.py)."""
+from datetime import date
+
+import duckdb
+import pandas as pd
+import pytest
+from conftest import EES, SHARED
+
+from transforms.analytics import council_risk, standing
+
+TURNOVER_PUBLISHED = {2021: date(2022, 2, 28), 2022: date(2023, 2, 28), 2023: date(2024, 2, 29)}
+
+
+def real_turnover() -> pd.DataFrame:
+    """Every council's published social worker turnover (FTE), 2021-2023, from the real CSWW file."""
+    raw = pd.read_csv(EES / "csww_indicators_2017_to_2025.csv", dtype=str)
+    raw = raw[(raw["geographic_level"] == "Local authority") & raw["time_period"].isin(["2021", "2022", "2023"])]
+    value = pd.to_numeric(raw["turnover_rate_fte"], errors="coerce")      # c, x, z ... -> missing
+    leavers = pd.to_numeric(raw["leavers_fte"], errors="coerce")
+    year = raw["time_period"].astype(int)
+    return pd.DataFrame({
+        "la_code": raw["old_la_code"], "indicator": "turnover_rate_fte",
+        "period_end": pd.to_datetime(raw["time_period"] + "-09-30"), "window": "dfe_year",
+        "numerator": leavers, "denominator": leavers / value * 100, "value": value, "source": "published",
+        "published_on": pd.to_datetime(year.map(TURNOVER_PUBLISHED))})
+
+
+@pytest.fixture(scope="module")
+def con():
+    c = duckdb.connect()
+    c.register("frame", real_turnover())
+    c.execute("CREATE TABLE indicators AS SELECT * FROM frame")
+    sn = pd.read_csv(SHARED / "reference" / "statistical_neighbours" / "sn_model_2025_wide.csv", dtype=str,
+                     encoding="utf-8-sig")
+    c.register("long", pd.concat([sn[["old_la_code", f"SN_{k}"]].set_axis(["la_code", "neighbour_code"], axis=1).assign(rank=k)
+                      for k in range(1, 11)]))
+    c.execute("CREATE TABLE statistical_neighbours AS SELECT *, 2025 AS return_year FROM long")
+    c.register("judged", pd.DataFrame([("330", "Birmingham", date(2018, 11, 20), "3"),   # real ILACS outcomes
+                                       ("928", "Northamptonshire", date(2019, 8, 30), "4")],
+                                      columns=["la_code", "la_name", "publication_date", "overall_effectiveness"]))
+    c.execute("CREATE TABLE ofsted_judgements AS SELECT * FROM judged")
+    c.execute("""CREATE TABLE early_warning (la_code VARCHAR, indicator VARCHAR, as_of DATE, method VARCHAR,
+                 severity INTEGER, direction VARCHAR, explanation VARCHAR)""")
+    council_risk.build_council_risk(c)
+    yield c
+    c.close()
+
+
+def risk(con, la, as_of):
+    return con.execute("SELECT score, coverage, f_workforce_instability, f_ofsted_history, top_reasons "
+                       "FROM council_risk WHERE la_code = ? AND as_of = ?", [la, as_of]).fetchall()
+
+
+def test_no_council_has_a_row_before_anything_about_it_was_published(con):
+    first = con.execute("SELECT min(as_of) FROM council_risk WHERE f_workforce_instability IS NOT NULL").fetchone()[0]
+    assert first == date(2022, 2, 28)
+    assert risk(con, "301", date(2022, 1, 31)) == []
+
+
+def test_every_council_with_a_published_figure_is_ranked_at_every_month_end_after(con):
+    n = con.execute("SELECT count(DISTINCT la_code) FROM council_risk WHERE as_of = '2024-02-29'").fetchone()[0]
+    assert n >= 150
+    ranks = con.execute("SELECT min(rank), max(rank) FROM council_risk WHERE as_of = '2024-02-29'").fetchone()
+    assert ranks[0] == 1 and ranks[1] <= n
+
+
+def test_a_joint_workforce_return_is_credited_to_each_member_council(con):
+    kingston, richmond = risk(con, "314", date(2023, 3, 31)), risk(con, "318", date(2023, 3, 31))
+    assert kingston[0][2] is not None and richmond[0][2] is not None
+    m = standing.read_metrics(con)
+    figures = m[m["la_code"].isin(["314", "318"])].pivot_table(index="year", columns="la_code", values="value")
+    assert len(figures) == 3 and (figures["314"] == figures["318"]).all()
+
+
+def test_an_abolished_council_has_no_row_after_its_last_day_and_its_successors_inherit_its_judgement(con):
+    assert con.execute("SELECT count(*) FROM council_risk WHERE la_code = '928' AND as_of > '2021-03-31'"
+                       ).fetchone()[0] == 0
+    [(_, _, _, ofsted, reasons)] = risk(con, "941", date(2020, 1, 31)) or [(None,) * 5]
+    assert ofsted is not None and ofsted > 0
+    assert any("Inadequate (published August 2019)" in r for r in reasons)
+
+
+def test_a_judgement_counts_only_from_its_publication_date(con):
+    assert risk(con, "330", date(2018, 10, 31)) == []
+    [(score, coverage, _, ofsted, _)] = risk(con, "330", date(2018, 11, 30))
+    # Requires improvement = 1 point, half weight, over (0.5 + 1): one third
+    assert coverage == 1 and ofsted == pytest.approx(0.5 / 1.5) and score == pytest.approx(ofsted)
+
+
+def test_the_explanation_names_the_level_neighbours_england_and_two_year_change():
+    levels = standing.standing(standing._credit_joint(
+        real_turnover().rename(columns={"indicator": "metric", "published_on": "known_from"})
+        .assign(year=lambda f: f["period_end"].dt.year).dropna(subset=["value"])), {})
+    text = levels[(levels["la_code"] == "330") & (levels["year"] == 2023)]["explanation"].iloc[0]
+    assert text.startswith("social worker turnover ") and "(2023)" in text and "England" in text
+    assert "in two years" in text
+
+
+def test_suppressed_figures_are_missing_not_zero(con):
+    frame = real_turnover()
+    suppressed = frame[frame["value"].isna()]
+    assert len(suppressed)                          # the real file suppresses some councils' turnover
+    held = standing.read_metrics(con)
+    held = held[held["metric"] == "turnover_rate_fte"]
+    gone = suppressed.assign(year=suppressed["period_end"].dt.year)[["la_code", "year"]]
+    assert gone.merge(held, on=["la_code", "year"]).empty
+
+
+def test_a_council_known_on_one_factor_is_shrunk_towards_england():
+    factors = pd.DataFrame([("301", pd.Timestamp("2024-03-31"), "workforce instability", 2.0, ["turnover up"]),
+                            ("302", pd.Timestamp("2024-03-31"), "workforce instability", 2.0, ["turnover up"]),
+                            ("302", pd.Timestamp("2024-03-31"), "repeat work", 2.0, ["re-referrals up"])],
+                           columns=["la_code", "as_of", "factor", "value", "reasons"])
+    out = council_risk.combine(factors).set_index("la_code")
+    assert out.loc["301", "score"] == pytest.approx(1.0)            # 2 x 1 / (1 + 1)
+    assert out.loc["302", "score"] == pytest.approx(4 / 3)          # (2 + 2) / (2 + 1)
+    assert out.loc["302", "f_repeat_work"] + out.loc["302", "f_workforce_instability"] == pytest.approx(4 / 3)
+    assert (out.loc["302", "rank"], out.loc["301", "rank"]) == (1, 2) and out.loc["302", "coverage"] == 2
