@@ -60,6 +60,7 @@ class TableVerdict:
     gx_success: bool
     gx_result: dict[str, Any] = field(default_factory=dict)
     structure_ok: bool = True
+    typed: pa.Table | None = None       # the clean rows typed in DuckDB (``typed_sql``), batch column kept
 
     @property
     def expectations_met(self) -> str:
@@ -132,6 +133,11 @@ class DuckdbValidator:
             self.duckdb.commit()
         except duckdb.TransactionException:
             pass
+
+    def typed(self, query: str) -> pa.Table:
+        """A query over the staged batch, as Arrow."""
+        self.duckdb.abort()
+        return self.duckdb.execute(query).to_arrow_table()
 
     def duplicated_rows(self, columns: list[str]) -> list[int]:
         """Row numbers of the staged batch whose values in ``columns`` recur, by GX's SQL definition (a
@@ -291,8 +297,12 @@ def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
 
 
-def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> TableVerdict:
-    """Run the suite and divide the rows: any failed row-level expectation quarantines the row."""
+def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
+          typing: tuple[Table, str] | None = None) -> TableVerdict:
+    """Run the suite and divide the rows: any failed row-level expectation quarantines the row.
+
+    With ``typing`` (the table's schema and date format), the clean rows are also typed in DuckDB, where
+    the batch already is, and come back as ``TableVerdict.typed`` (Arrow; the batch columns kept)."""
     frame = df.reset_index(drop=True)
     data_columns = [c for c in frame.columns if c != "source_row" and not c.startswith("_")]
     extra = [c for c in frame.columns if c.startswith("_")]  # batch bookkeeping, carried through
@@ -343,8 +353,50 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> Tabl
             **{c: frame.loc[bad, c].to_numpy() for c in extra},
         })
     clean = frame.drop(index=bad) if bad else frame
+    typed = None
+    if typing is not None:
+        spec, date_format = typing
+        typed = duckdb_validator().typed(typed_sql(spec, date_format, list(frame.columns), bad))
     return TableVerdict(table_name, len(frame), clean.reset_index(drop=True), quarantine, bool(result.success),
-                        _compact(result.to_json_dict()), structure_ok)
+                        _compact(result.to_json_dict()), structure_ok, typed)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def typed_sql(table: Table, date_format: str, present: list[str], bad_rows: list[int]) -> str:
+    """The DuckDB query that types the staged batch's clean rows as the schema says (what ``to_typed``
+    does in pandas): dates with the return's format, whole numbers and numbers from their text, booleans
+    from true/false, 1/0, y/n, yes/no in any case; output column names; ``_``-prefixed batch columns kept.
+    Values reaching it passed validation, so a value that does not convert is an empty cell (NULL)."""
+    lowered = {"true": sorted(TRUE_VALUES), "false": sorted(FALSE_VALUES)}
+    select = []
+    for col in table.columns:
+        q = _quoted(col.name)
+        if col.name not in present:
+            expr = "NULL"
+        elif col.type == "date":
+            expr = f"CAST(try_strptime({q}, {_literal(date_format)}) AS DATE)"
+        elif col.type == "integer":
+            expr = f"CAST(TRY_CAST(trim({q}) AS DOUBLE) AS BIGINT)"
+        elif col.type == "number":
+            expr = f"TRY_CAST(trim({q}) AS DOUBLE)"
+        elif col.type == "boolean":
+            expr = (f"CASE WHEN lower({q}) IN ({', '.join(map(_literal, lowered['true']))}) THEN TRUE "
+                    f"WHEN lower({q}) IN ({', '.join(map(_literal, lowered['false']))}) THEN FALSE END")
+        else:
+            expr = q
+        select.append(f"{expr} AS {_quoted(col.out)}")
+    select += [f"CAST({_quoted(k)} AS INTEGER) AS {_quoted(k)}" for k in table.sequence_keys]
+    select.append("CAST(source_row AS BIGINT) AS source_row")
+    select += [_quoted(c) for c in present if c.startswith("_")]
+    where = f" WHERE {ROW_ID} NOT IN ({', '.join(map(str, bad_rows))})" if bad_rows else ""
+    return f"SELECT {', '.join(select)} FROM {BATCH_TABLE}{where} ORDER BY {ROW_ID}"
 
 
 def _columns_of(r) -> list[str]:
