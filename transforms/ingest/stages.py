@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms import schema
 from transforms.ingest.landing import Arrival, printable, records_in
 from transforms.ingest.normalise import normalise_table
-from transforms.ingest.privacy import Pseudonymiser, protect, protect_raw
+from transforms.ingest.privacy import Pseudonymiser, protect_arrow, protect_raw
 from transforms.ingest.readers import RawTables, UnreadableFile
 from transforms.ingest.readers.csv_tables import read_table
 from transforms.ingest.readers.ees import read_ees, to_long
@@ -29,7 +30,6 @@ from transforms.ingest.validate import (
     build_published_suite,
     build_suite,
     split,
-    to_typed,
 )
 from transforms.store.repository import (
     PUBLISHED_SCHEMA,
@@ -114,6 +114,7 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
     GX's fixed cost per run (building its metric graph, ~0.5 s) dwarfs its cost per row. Uniqueness is
     checked within each file, and each file's rows are split back out afterwards.
     """
+    check_rules_as_received(repo, files)
     pseudonymiser = Pseudonymiser.for_repository(repo.root)
     groups: dict[tuple, list[LandedFile]] = {}
     quarantine: dict[str, list[dict]] = {}      # load_id -> quarantined rows, staged once per file
@@ -135,7 +136,7 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             suite = _published_suite(coll, members[0])
         else:
             suite = build_suite(spec, coll.date_format, batch_column=BATCH_COLUMN)
-        verdict = split(raw, name, suite)
+        verdict = split(raw, name, suite, typing=None if spec is None else (spec, coll.date_format))
         for i, landed in enumerate(members):
             _stage_file(repo, landed, coll, spec, name, verdict, i, len(members), pseudonymiser,
                         quarantine[landed.load_id])
@@ -146,6 +147,21 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
             landed.quarantine_rows = str(path)
     return files
+
+
+def check_rules_as_received(repo: Repository, files: list[LandedFile]) -> None:
+    """The DfE rules on each return the batch brings, as received: before the row checks quarantine rows and
+    before minimisation (``rules.check_received``; only verdicts are kept, published by the ``check_rules``
+    step after the load). A failing rule is a bug in the rule: logged here, and raised by ``check_rules``,
+    which then checks the return from the repository."""
+    from transforms.ingest.rules import RuleError, check_received
+
+    try:
+        for run in check_received(repo, files):
+            log.info("DfE rules on %s %s %s as received: %s failure(s)", run["collection"], run["la_code"],
+                     run["return_year"], run["errors"])
+    except RuleError:
+        log.exception("DfE rules could not run on the returns as received")
 
 
 def _normalised(landed: LandedFile, name: str, spec: schema.Table | None) -> pd.DataFrame:
@@ -177,9 +193,14 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
     if spec is None:
         arrow = _published_arrow(clean, coll, arrival, landed.meta, load_id)
     else:
-        typed = protect(to_typed(clean, spec, coll.date_format), spec, arrival.la_code, pseudonymiser)
-        typed["load_id"] = load_id
-        arrow = pa.Table.from_pandas(typed, schema=spec.arrow_schema(), preserve_index=False)
+        target = spec.arrow_schema()
+        if verdict.typed is None:         # no rows in the batch: nothing was staged in DuckDB
+            arrow = target.empty_table()
+        else:
+            typed = verdict.typed.filter(pc.equal(verdict.typed[BATCH_COLUMN], index))   # typed in DuckDB
+            typed = protect_arrow(typed, spec, arrival.la_code, pseudonymiser)
+            typed = typed.append_column("load_id", pa.array([load_id] * typed.num_rows, pa.string()))
+            arrow = typed.select(target.names).cast(target)
     clean_path = repo.write_staged(arrow, repo.staging_dir(load_id) / "clean" / f"{name}.parquet", load_id)
     rows_in = len(clean) + len(quarantined)
     summary = (f"{name}: {rows_in} rows, {len(clean)} clean, {len(quarantined)} quarantined "

@@ -3,6 +3,10 @@
 Suites are generated per table and return year (codes change by year), never written by hand. Every row
 a row-level expectation rejects is quarantined with its field, rule and a message naming the value; the
 rest of the table loads, typed as the schema says.
+
+The suites run where the data is: each batch is staged into an in-process DuckDB database as one table
+and GX validates it through its SQL execution engine (SQLAlchemy with ``duckdb-engine``); failing rows
+come back by their batch row number (``unexpected_index_column_names``), never as a pandas index.
 """
 from __future__ import annotations
 
@@ -10,23 +14,30 @@ import logging
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pandas as pd
+import pyarrow as pa
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
-import great_expectations as gx  # noqa: E402
-import great_expectations.expectations as gxe  # noqa: E402
-
-from transforms.ingest.expectations import (  # noqa: E402
-    ExpectColumnValuesToBeDates,
-    ExpectColumnValuesToBeNumbersOrSymbols,
-    ExpectColumnValuesToBeNumbersOrSymbolsWithin,
-    ExpectColumnValuesToBeWholeNumbers,
-)
 from transforms.schema import UNITS, Collection, Table, breakdowns, measures  # noqa: E402
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+
+
+def _gx():
+    """Great Expectations, imported when a suite is first built (about 40% of a task's start-up under
+    load: the read and load tasks, which import this module through the stages, never pay it)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    from transforms.ingest import expectations as custom
+
+    return gx, gxe, custom
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,7 @@ class TableVerdict:
     gx_success: bool
     gx_result: dict[str, Any] = field(default_factory=dict)
     structure_ok: bool = True
+    typed: pa.Table | None = None       # the clean rows typed in DuckDB (``typed_sql``), batch column kept
 
     @property
     def expectations_met(self) -> str:
@@ -56,31 +68,125 @@ class TableVerdict:
         return f"{stats.get('successful_expectations', 0)}/{stats.get('evaluated_expectations', 0)}"
 
 
-@lru_cache(maxsize=1)
-def _batch_definition():
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+DUCKDB_URL = "duckdb:///:memory:csreturns_gx"   # a named in-process database: GX's engine and ours share it
+BATCH_TABLE = "landed_batch"
+ROW_ID = "_gx_row"                                # the batch row number GX returns failing rows by
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    asset = context.data_sources.add_pandas("csreturns").add_dataframe_asset("landed_table")
-    return asset.add_batch_definition_whole_dataframe("whole_table")
+
+class _DuckdbDialectName(str):
+    """GX's persisted-connection dialects are an enum; this str answers ``.value`` like its members."""
+
+    value = "duckdb"
+
+
+class DuckdbValidator:
+    """One GX SQL datasource on an in-process DuckDB database, reused for every batch of the process.
+
+    GX 1.24 on duckdb-engine needs three things done (TECH_NOTES, 2026-11-29): a persisted connection (its
+    results are fetched after the connection is given back, and duckdb-engine's cursor is the connection),
+    regex through ``regexp_matches`` (``enable_duckdb_regex``), and every failing row id asked for
+    (``partial_unexpected_count`` raised to the batch size, or GX returns 20 and drops the rest). The table
+    asset always names the same table, so GX's metric cache and its SQLAlchemy inspector (which caches
+    the table's columns) are reset before each run.
+    """
+
+    def __init__(self) -> None:
+        import sqlalchemy as sa
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.execution_engine import sqlalchemy_execution_engine as sae
+
+        from transforms.ingest.expectations import enable_duckdb_regex
+
+        gx = _gx()[0]
+
+        if "duckdb" not in sae._PERSISTED_CONNECTION_DIALECTS:
+            sae._PERSISTED_CONNECTION_DIALECTS = (*sae._PERSISTED_CONNECTION_DIALECTS, _DuckdbDialectName("duckdb"))
+        enable_duckdb_regex()
+        # the table must exist before GX will add an asset over it
+        self._boot = sa.create_engine(DUCKDB_URL, poolclass=sa.pool.StaticPool, max_identifier_length=1024)
+        boot = self._boot.raw_connection()
+        boot.driver_connection.execute(f"CREATE OR REPLACE TABLE {BATCH_TABLE} ({ROW_ID} BIGINT)")
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        # Annex A headers run past PostgreSQL's 63 characters, which duckdb-engine inherits: SQLAlchemy would
+        # shorten their labels and DuckDB then cannot find the column
+        source = context.data_sources.add_sql("csreturns_duckdb", connection_string=DUCKDB_URL,
+                                              kwargs={"max_identifier_length": 1024})
+        self.batch_definition = source.add_table_asset("landed", table_name=BATCH_TABLE) \
+            .add_batch_definition_whole_table("whole_table")
+        self.engine = source.get_execution_engine()
+        with self.engine.get_connection() as connection:      # the persisted one GX's queries go through
+            self.duckdb = connection.connection.driver_connection
+
+    def stage(self, table: pa.Table) -> None:
+        """Make ``table`` (with its row numbers added) the batch GX validates next."""
+        numbered = table.append_column(ROW_ID, pa.array(range(table.num_rows), pa.int64()))
+        self.duckdb.abort()     # DuckDB 2.0 refuses new work while GX's last result is not fetched to its end
+        self.duckdb.register("csreturns_incoming", numbered)
+        try:
+            self.duckdb.execute(f"CREATE OR REPLACE TABLE {BATCH_TABLE} AS SELECT * FROM csreturns_incoming")
+        finally:
+            self.duckdb.unregister("csreturns_incoming")
+        # GX's connection may be inside a transaction that SQLAlchemy rolls back when a connection goes
+        # back to the pool (its column reflection does that): commit, or the next batch sees this one undone
+        try:
+            self.duckdb.commit()
+        except duckdb.TransactionException:
+            pass
+
+    def typed(self, query: str) -> pa.Table:
+        """A query over the staged batch, as Arrow."""
+        self.duckdb.abort()
+        return self.duckdb.execute(query).to_arrow_table()
+
+    def duplicated_rows(self, columns: list[str]) -> list[int]:
+        """Row numbers of the staged batch whose values in ``columns`` recur, by GX's SQL definition (a
+        row with an empty key value is nobody's duplicate): GX's SQL engine reports that a compound key is
+        not unique but returns no row ids for multicolumn expectations."""
+        quoted = ['"' + c.replace('"', '""') + '"' for c in columns]
+        self.duckdb.abort()
+        rows = self.duckdb.execute(
+            f"SELECT {ROW_ID} FROM {BATCH_TABLE} WHERE {' AND '.join(q + ' IS NOT NULL' for q in quoted)} "
+            f"QUALIFY count(*) OVER (PARTITION BY {', '.join(quoted)}) > 1 ORDER BY {ROW_ID}").fetchall()
+        return [r[0] for r in rows]
+
+    def validate(self, table: pa.Table, suite: gx.ExpectationSuite):
+        self.stage(table)
+        self.engine._metric_cache.clear()
+        self.engine._inspector = None            # its reflection cache still holds the last batch's columns
+        batch = self.batch_definition.get_batch()
+        return batch.validate(suite, result_format={
+            "result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID],
+            "partial_unexpected_count": max(table.num_rows, 20), "return_unexpected_index_query": False})
+
+
+@lru_cache(maxsize=1)
+def duckdb_validator() -> DuckdbValidator:
+    return DuckdbValidator()
 
 
 def _meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
     return {"field": field_name or "", "rule": rule, "message": message}
 
 
+def _public_meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
+    """A check of published statistics: no personal data, so the failing value is quoted as it is."""
+    return {**_meta(field_name, rule, message), "quote": "public"}
+
+
 QUOTABLE = 8   # a code-list value this short, of a column that holds no personal data, is quoted in messages
 
 
-def shown_value(value, quote: bool) -> str:
-    """A failing value as a message shows it (issue 11, kind 6): quoted only when ``quote`` (a code column
-    without privacy) and it is a short code-like token; otherwise described by its shape, so that no
-    identifier, date of birth, postcode or over-long cell reaches a message."""
+def shown_value(value, quote: bool | str) -> str:
+    """A failing value as a message shows it (issue 11, kind 6): quoted when ``quote`` is ``"public"``
+    (published statistics, up to 40 characters) or true (a code column without privacy) and it is a short
+    code-like token; otherwise described by its shape, so that no identifier, date of birth, postcode or
+    over-long cell of a return reaches a message."""
     if value is None or (isinstance(value, float) and value != value):
         return "(empty)"
     text = str(value)
+    if quote == "public" and len(text) <= 40:
+        return repr(text)
     if quote and len(text) <= QUOTABLE and text.replace(".", "").replace("-", "").isalnum():
         return repr(text)
     kinds = [w for w, ok in (("digits", any(c.isdigit() for c in text)), ("letters", any(c.isalpha() for c in text)),
@@ -92,6 +198,7 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
     """The GX suite for a table as collected in ``table.year``. With ``batch_column``, rows of several
     files are validated together and keys need only be unique within each file. A check the column's
     ``dfe_rules`` names carries DfE's rule code in its meta (``dfe_code``)."""
+    gx, gxe, custom = _gx()
     expectations: list = []
     for col in table.columns:
         name = col.name
@@ -108,13 +215,13 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
                             f"{' for ' + str(table.year) if table.year else ''} ({', '.join(allowed)})"),
                       "quote": "no" if col.privacy else "yes"}))
         if col.type == "date":
-            expectations.append(ExpectColumnValuesToBeDates(
+            expectations.append(custom.ExpectColumnValuesToBeDates(
                 column=name, date_format=date_format,
                 meta=_meta(name, "date", f"{name} {{value!r}} is not a date in the form "
                            f"{date_format.replace('%d', 'dd').replace('%m', 'mm').replace('%Y', 'yyyy')}")))
         elif col.type == "integer":
             bounds = "" if col.min is None and col.max is None else f" between {col.min} and {col.max}"
-            expectations.append(ExpectColumnValuesToBeWholeNumbers(
+            expectations.append(custom.ExpectColumnValuesToBeWholeNumbers(
                 column=name, min_value=col.min, max_value=col.max,
                 meta=_meta(name, "whole_number", f"{name} {{value!r}} is not a whole number{bounds}")))
         elif col.type == "boolean":
@@ -148,21 +255,22 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
 
 
 def build_published_suite(coll: Collection, measures: list[str]) -> gx.ExpectationSuite:
+    gx, gxe, custom = _gx()
     symbols = sorted(str(s).lower() for s in coll.spec["suppression_symbols"])
-    expectations = [gxe.ExpectColumnToExist(column=c, meta=_meta(c, "structure", "required column"))
+    expectations = [gxe.ExpectColumnToExist(column=c, meta=_public_meta(c, "structure", "required column"))
                     for c in coll.spec["required_columns"]]
     expectations += [
-        gxe.ExpectColumnValuesToNotBeNull(column="time_period", meta=_meta("time_period", "required", "time_period is empty")),
+        gxe.ExpectColumnValuesToNotBeNull(column="time_period", meta=_public_meta("time_period", "required", "time_period is empty")),
         gxe.ExpectColumnValuesToMatchRegex(
             column="time_period", regex=r"^\d{4}(?:\d{2})?$",
-            meta=_meta("time_period", "pattern", "time_period {value!r} is not YYYY or YYYYYY")),
+            meta=_public_meta("time_period", "pattern", "time_period {value!r} is not YYYY or YYYYYY")),
         gxe.ExpectColumnValuesToBeInSet(
             column="geographic_level", value_set=GEOGRAPHIC_LEVELS,
-            meta=_meta("geographic_level", "code_list", "geographic_level {value!r} is not a known EES level")),
+            meta=_public_meta("geographic_level", "code_list", "geographic_level {value!r} is not a known EES level")),
     ]
-    expectations += [ExpectColumnValuesToBeNumbersOrSymbols(
+    expectations += [custom.ExpectColumnValuesToBeNumbersOrSymbols(
         column=m, symbols=symbols,
-        meta=_meta(m, "number_or_symbol", f"{m} {{value!r}} is neither a number nor a suppression symbol"))
+        meta=_public_meta(m, "number_or_symbol", f"{m} {{value!r}} is neither a number nor a suppression symbol"))
         for m in measures]
     return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
 
@@ -170,38 +278,39 @@ def build_published_suite(coll: Collection, measures: list[str]) -> gx.Expectati
 def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
     """The catch-all EES checks, plus: every declared measure and breakdown is present (a structure
     check: a missing one is reported, the rows still load) and each declared measure is in range."""
+    gx, gxe, custom = _gx()
     expectations = list(build_published_suite(coll, [m for m in found if m not in measures(coll)]).expectations)
     symbols = sorted(str(s).lower() for s in coll.spec["suppression_symbols"])
     for name in [*breakdowns(coll), *measures(coll)]:
         expectations.append(gxe.ExpectColumnToExist(
-            column=name, meta=_meta(name, "structure", f"{coll.id} declares {name}")))
+            column=name, meta=_public_meta(name, "structure", f"{coll.id} declares {name}")))
     for name, spec in measures(coll).items():
         if name not in found:
             continue
         low, high, _ = UNITS[spec.get("unit", "number")]
         low, high = spec.get("min", low), spec.get("max", high)
         bounds = "" if low is None and high is None else f" in {low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
-        expectations.append(ExpectColumnValuesToBeNumbersOrSymbolsWithin(
+        expectations.append(custom.ExpectColumnValuesToBeNumbersOrSymbolsWithin(
             column=name, symbols=symbols, min_value=low, max_value=high,
-            meta=_meta(name, "number_or_symbol", f"{name} {{value!r}} is neither a {spec.get('unit', 'number')}"
+            meta=_public_meta(name, "number_or_symbol", f"{name} {{value!r}} is neither a {spec.get('unit', 'number')}"
                        f"{bounds} nor a suppression symbol")))
     return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
 
 
-def run_suite(df: pd.DataFrame, suite: gx.ExpectationSuite):
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": df})
-    return batch.validate(suite, result_format={"result_format": "COMPLETE"})
+def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
+          typing: tuple[Table, str] | None = None) -> TableVerdict:
+    """Run the suite and divide the rows: any failed row-level expectation quarantines the row.
 
-
-def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> TableVerdict:
-    """Run the suite and divide the rows: any failed row-level expectation quarantines the row."""
+    With ``typing`` (the table's schema and date format), the clean rows are also typed in DuckDB, where
+    the batch already is, and come back as ``TableVerdict.typed`` (Arrow; the batch columns kept)."""
     frame = df.reset_index(drop=True)
     data_columns = [c for c in frame.columns if c != "source_row" and not c.startswith("_")]
     extra = [c for c in frame.columns if c.startswith("_")]  # batch bookkeeping, carried through
     if frame.empty:
         return TableVerdict(table_name, 0, frame, _empty_quarantine(extra), True,
                             {"statistics": {"evaluated_expectations": 0, "successful_expectations": 0}})
-    result = run_suite(frame, suite)
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    result = duckdb_validator().validate(arrow, suite)
     failures: dict[int, list[dict[str, str]]] = {}
     structure_ok = True
     for r in result.results:
@@ -211,11 +320,21 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> Tabl
             continue
         if r.success:
             continue
-        indices = r.result.get("unexpected_index_list") or []
+        listed = r.result.get("unexpected_index_list")
+        if listed is None and r.expectation_config.kwargs.get("column_list") and not _exception_message(r):
+            indices = duckdb_validator().duplicated_rows(list(r.expectation_config.kwargs["column_list"]))
+        else:
+            indices = [row[ROW_ID] for row in listed or []]
+        failed_to_run = _exception_message(r)
+        if failed_to_run and all(c in frame.columns for c in _columns_of(r)):
+            # a missing column is the structure check's to report; anything else is the engine failing,
+            # and must not pass as "no failing rows"
+            raise RuntimeError(f"GX could not evaluate {r.expectation_config.type} on "
+                               f"{', '.join(_columns_of(r))}: {failed_to_run}")
         column = r.expectation_config.kwargs.get("column")
         values = frame[column].to_numpy()[indices] if column in frame.columns else [None] * len(indices)
         template = meta.get("message", r.expectation_config.type)
-        quote = meta.get("quote") == "yes"
+        quote = {"yes": True, "public": "public"}.get(meta.get("quote"), False)
         for idx, value in zip(indices, values):
             failures.setdefault(int(idx), []).append(
                 {"field": meta.get("field", ""), "rule": meta.get("rule", r.expectation_config.type),
@@ -234,8 +353,66 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> Tabl
             **{c: frame.loc[bad, c].to_numpy() for c in extra},
         })
     clean = frame.drop(index=bad) if bad else frame
+    typed = None
+    if typing is not None:
+        spec, date_format = typing
+        typed = duckdb_validator().typed(typed_sql(spec, date_format, list(frame.columns), bad))
     return TableVerdict(table_name, len(frame), clean.reset_index(drop=True), quarantine, bool(result.success),
-                        _compact(result.to_json_dict()), structure_ok)
+                        _compact(result.to_json_dict()), structure_ok, typed)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def typed_sql(table: Table, date_format: str, present: list[str], bad_rows: list[int]) -> str:
+    """The DuckDB query that types the staged batch's clean rows as the schema says (what ``to_typed``
+    does in pandas): dates with the return's format, whole numbers and numbers from their text, booleans
+    from true/false, 1/0, y/n, yes/no in any case; output column names; ``_``-prefixed batch columns kept.
+    Values reaching it passed validation, so a value that does not convert is an empty cell (NULL)."""
+    lowered = {"true": sorted(TRUE_VALUES), "false": sorted(FALSE_VALUES)}
+    select = []
+    for col in table.columns:
+        q = _quoted(col.name)
+        if col.name not in present:
+            expr = "NULL"
+        elif col.type == "date":
+            expr = f"CAST(try_strptime({q}, {_literal(date_format)}) AS DATE)"
+        elif col.type == "integer":
+            expr = f"CAST(TRY_CAST(trim({q}) AS DOUBLE) AS BIGINT)"
+        elif col.type == "number":
+            expr = f"TRY_CAST(trim({q}) AS DOUBLE)"
+        elif col.type == "boolean":
+            expr = (f"CASE WHEN lower({q}) IN ({', '.join(map(_literal, lowered['true']))}) THEN TRUE "
+                    f"WHEN lower({q}) IN ({', '.join(map(_literal, lowered['false']))}) THEN FALSE END")
+        else:
+            expr = q
+        select.append(f"{expr} AS {_quoted(col.out)}")
+    select += [f"CAST({_quoted(k)} AS INTEGER) AS {_quoted(k)}" for k in table.sequence_keys]
+    select.append("CAST(source_row AS BIGINT) AS source_row")
+    select += [_quoted(c) for c in present if c.startswith("_")]
+    where = f" WHERE {ROW_ID} NOT IN ({', '.join(map(str, bad_rows))})" if bad_rows else ""
+    return f"SELECT {', '.join(select)} FROM {BATCH_TABLE}{where} ORDER BY {ROW_ID}"
+
+
+def _columns_of(r) -> list[str]:
+    kwargs = r.expectation_config.kwargs
+    return [kwargs["column"]] if kwargs.get("column") else list(kwargs.get("column_list") or [])
+
+
+def _exception_message(r) -> str | None:
+    """GX keeps an exception either at the top of ``exception_info`` or per metric that failed."""
+    info = r.exception_info or {}
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    for value in info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message"))
+    return None
 
 
 def _empty_quarantine(extra: list[str] = ()) -> pd.DataFrame:
