@@ -17,7 +17,9 @@ outputs ... (issue 13)"); GX on DuckDB reproduces it row for row, every relation
 difference, explained: a row whose key is empty was quarantined as "required, duplicate_key" (pandas takes
 empty keys as equal) and is now quarantined as "required" alone (GX's SQL engine, like SQL, takes no empty
 value as a duplicate of another). Same rows, same ledger counts; 46 rows' rule and message lose the
-duplicate. The golden file now holds the DuckDB engine's snapshot. To see a difference row by row, dump the
+duplicate. The golden file now holds the DuckDB engine's snapshot, re-taken after merging issue 11's
+intended changes (a CIN file whose header and name disagree on the year refused, header-only CSVs refused,
+outward postcodes kept as districts, CIN source rows counted from the element's own line), checked one by one. To see a difference row by row, dump the
 canonical rows with ``python tests/test_engine_equivalence.py DIR`` before and after a change and diff them.
 """
 from __future__ import annotations

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms import schema
 from transforms.ingest.landing import Arrival, printable, records_in
 from transforms.ingest.normalise import normalise_table
-from transforms.ingest.privacy import Pseudonymiser, protect, protect_raw
+from transforms.ingest.privacy import Pseudonymiser, protect_arrow, protect_raw
 from transforms.ingest.readers import RawTables, UnreadableFile
 from transforms.ingest.readers.csv_tables import read_table
 from transforms.ingest.readers.ees import read_ees, to_long
@@ -29,7 +30,6 @@ from transforms.ingest.validate import (
     build_published_suite,
     build_suite,
     split,
-    to_typed,
 )
 from transforms.store.repository import (
     PUBLISHED_SCHEMA,
@@ -84,6 +84,9 @@ def _read(arrival: Arrival) -> RawTables:
         return read_table(arrival.path, coll.table(arrival.table, arrival.return_year))
     year = arrival.return_year
     tables = [t for t in coll.tables(year) if year is None or t.collected_in(year)]
+    if arrival.format == "ods":
+        from transforms.ingest.readers.ods import read_ods_tables
+        return read_ods_tables(arrival.path, coll)
     if arrival.format == "xlsx":
         from transforms.ingest.readers.xlsx import read_xlsx
         return read_xlsx(arrival.path, coll, tables)
@@ -133,7 +136,7 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             suite = _published_suite(coll, members[0])
         else:
             suite = build_suite(spec, coll.date_format, batch_column=BATCH_COLUMN)
-        verdict = split(raw, name, suite)
+        verdict = split(raw, name, suite, typing=None if spec is None else (spec, coll.date_format))
         for i, landed in enumerate(members):
             _stage_file(repo, landed, coll, spec, name, verdict, i, len(members), pseudonymiser,
                         quarantine[landed.load_id])
@@ -190,9 +193,14 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
     if spec is None:
         arrow = _published_arrow(clean, coll, arrival, landed.meta, load_id)
     else:
-        typed = protect(to_typed(clean, spec, coll.date_format), spec, arrival.la_code, pseudonymiser)
-        typed["load_id"] = load_id
-        arrow = pa.Table.from_pandas(typed, schema=spec.arrow_schema(), preserve_index=False)
+        target = spec.arrow_schema()
+        if verdict.typed is None:         # no rows in the batch: nothing was staged in DuckDB
+            arrow = target.empty_table()
+        else:
+            typed = verdict.typed.filter(pc.equal(verdict.typed[BATCH_COLUMN], index))   # typed in DuckDB
+            typed = protect_arrow(typed, spec, arrival.la_code, pseudonymiser)
+            typed = typed.append_column("load_id", pa.array([load_id] * typed.num_rows, pa.string()))
+            arrow = typed.select(target.names).cast(target)
     clean_path = repo.write_staged(arrow, repo.staging_dir(load_id) / "clean" / f"{name}.parquet", load_id)
     rows_in = len(clean) + len(quarantined)
     summary = (f"{name}: {rows_in} rows, {len(clean)} clean, {len(quarantined)} quarantined "

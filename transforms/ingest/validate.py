@@ -60,6 +60,7 @@ class TableVerdict:
     gx_success: bool
     gx_result: dict[str, Any] = field(default_factory=dict)
     structure_ok: bool = True
+    typed: pa.Table | None = None       # the clean rows typed in DuckDB (``typed_sql``), batch column kept
 
     @property
     def expectations_met(self) -> str:
@@ -133,6 +134,11 @@ class DuckdbValidator:
         except duckdb.TransactionException:
             pass
 
+    def typed(self, query: str) -> pa.Table:
+        """A query over the staged batch, as Arrow."""
+        self.duckdb.abort()
+        return self.duckdb.execute(query).to_arrow_table()
+
     def duplicated_rows(self, columns: list[str]) -> list[int]:
         """Row numbers of the staged batch whose values in ``columns`` recur, by GX's SQL definition (a
         row with an empty key value is nobody's duplicate): GX's SQL engine reports that a compound key is
@@ -163,16 +169,24 @@ def _meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
     return {"field": field_name or "", "rule": rule, "message": message}
 
 
+def _public_meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
+    """A check of published statistics: no personal data, so the failing value is quoted as it is."""
+    return {**_meta(field_name, rule, message), "quote": "public"}
+
+
 QUOTABLE = 8   # a code-list value this short, of a column that holds no personal data, is quoted in messages
 
 
-def shown_value(value, quote: bool) -> str:
-    """A failing value as a message shows it (issue 11, kind 6): quoted only when ``quote`` (a code column
-    without privacy) and it is a short code-like token; otherwise described by its shape, so that no
-    identifier, date of birth, postcode or over-long cell reaches a message."""
+def shown_value(value, quote: bool | str) -> str:
+    """A failing value as a message shows it (issue 11, kind 6): quoted when ``quote`` is ``"public"``
+    (published statistics, up to 40 characters) or true (a code column without privacy) and it is a short
+    code-like token; otherwise described by its shape, so that no identifier, date of birth, postcode or
+    over-long cell of a return reaches a message."""
     if value is None or (isinstance(value, float) and value != value):
         return "(empty)"
     text = str(value)
+    if quote == "public" and len(text) <= 40:
+        return repr(text)
     if quote and len(text) <= QUOTABLE and text.replace(".", "").replace("-", "").isalnum():
         return repr(text)
     kinds = [w for w, ok in (("digits", any(c.isdigit() for c in text)), ("letters", any(c.isalpha() for c in text)),
@@ -243,20 +257,20 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
 def build_published_suite(coll: Collection, measures: list[str]) -> gx.ExpectationSuite:
     gx, gxe, custom = _gx()
     symbols = sorted(str(s).lower() for s in coll.spec["suppression_symbols"])
-    expectations = [gxe.ExpectColumnToExist(column=c, meta=_meta(c, "structure", "required column"))
+    expectations = [gxe.ExpectColumnToExist(column=c, meta=_public_meta(c, "structure", "required column"))
                     for c in coll.spec["required_columns"]]
     expectations += [
-        gxe.ExpectColumnValuesToNotBeNull(column="time_period", meta=_meta("time_period", "required", "time_period is empty")),
+        gxe.ExpectColumnValuesToNotBeNull(column="time_period", meta=_public_meta("time_period", "required", "time_period is empty")),
         gxe.ExpectColumnValuesToMatchRegex(
             column="time_period", regex=r"^\d{4}(?:\d{2})?$",
-            meta=_meta("time_period", "pattern", "time_period {value!r} is not YYYY or YYYYYY")),
+            meta=_public_meta("time_period", "pattern", "time_period {value!r} is not YYYY or YYYYYY")),
         gxe.ExpectColumnValuesToBeInSet(
             column="geographic_level", value_set=GEOGRAPHIC_LEVELS,
-            meta=_meta("geographic_level", "code_list", "geographic_level {value!r} is not a known EES level")),
+            meta=_public_meta("geographic_level", "code_list", "geographic_level {value!r} is not a known EES level")),
     ]
     expectations += [custom.ExpectColumnValuesToBeNumbersOrSymbols(
         column=m, symbols=symbols,
-        meta=_meta(m, "number_or_symbol", f"{m} {{value!r}} is neither a number nor a suppression symbol"))
+        meta=_public_meta(m, "number_or_symbol", f"{m} {{value!r}} is neither a number nor a suppression symbol"))
         for m in measures]
     return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
 
@@ -269,7 +283,7 @@ def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
     symbols = sorted(str(s).lower() for s in coll.spec["suppression_symbols"])
     for name in [*breakdowns(coll), *measures(coll)]:
         expectations.append(gxe.ExpectColumnToExist(
-            column=name, meta=_meta(name, "structure", f"{coll.id} declares {name}")))
+            column=name, meta=_public_meta(name, "structure", f"{coll.id} declares {name}")))
     for name, spec in measures(coll).items():
         if name not in found:
             continue
@@ -278,13 +292,17 @@ def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
         bounds = "" if low is None and high is None else f" in {low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
         expectations.append(custom.ExpectColumnValuesToBeNumbersOrSymbolsWithin(
             column=name, symbols=symbols, min_value=low, max_value=high,
-            meta=_meta(name, "number_or_symbol", f"{name} {{value!r}} is neither a {spec.get('unit', 'number')}"
+            meta=_public_meta(name, "number_or_symbol", f"{name} {{value!r}} is neither a {spec.get('unit', 'number')}"
                        f"{bounds} nor a suppression symbol")))
     return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
 
 
-def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> TableVerdict:
-    """Run the suite and divide the rows: any failed row-level expectation quarantines the row."""
+def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
+          typing: tuple[Table, str] | None = None) -> TableVerdict:
+    """Run the suite and divide the rows: any failed row-level expectation quarantines the row.
+
+    With ``typing`` (the table's schema and date format), the clean rows are also typed in DuckDB, where
+    the batch already is, and come back as ``TableVerdict.typed`` (Arrow; the batch columns kept)."""
     frame = df.reset_index(drop=True)
     data_columns = [c for c in frame.columns if c != "source_row" and not c.startswith("_")]
     extra = [c for c in frame.columns if c.startswith("_")]  # batch bookkeeping, carried through
@@ -316,7 +334,7 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> Tabl
         column = r.expectation_config.kwargs.get("column")
         values = frame[column].to_numpy()[indices] if column in frame.columns else [None] * len(indices)
         template = meta.get("message", r.expectation_config.type)
-        quote = meta.get("quote") == "yes"
+        quote = {"yes": True, "public": "public"}.get(meta.get("quote"), False)
         for idx, value in zip(indices, values):
             failures.setdefault(int(idx), []).append(
                 {"field": meta.get("field", ""), "rule": meta.get("rule", r.expectation_config.type),
@@ -335,8 +353,50 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite) -> Tabl
             **{c: frame.loc[bad, c].to_numpy() for c in extra},
         })
     clean = frame.drop(index=bad) if bad else frame
+    typed = None
+    if typing is not None:
+        spec, date_format = typing
+        typed = duckdb_validator().typed(typed_sql(spec, date_format, list(frame.columns), bad))
     return TableVerdict(table_name, len(frame), clean.reset_index(drop=True), quarantine, bool(result.success),
-                        _compact(result.to_json_dict()), structure_ok)
+                        _compact(result.to_json_dict()), structure_ok, typed)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def typed_sql(table: Table, date_format: str, present: list[str], bad_rows: list[int]) -> str:
+    """The DuckDB query that types the staged batch's clean rows as the schema says (what ``to_typed``
+    does in pandas): dates with the return's format, whole numbers and numbers from their text, booleans
+    from true/false, 1/0, y/n, yes/no in any case; output column names; ``_``-prefixed batch columns kept.
+    Values reaching it passed validation, so a value that does not convert is an empty cell (NULL)."""
+    lowered = {"true": sorted(TRUE_VALUES), "false": sorted(FALSE_VALUES)}
+    select = []
+    for col in table.columns:
+        q = _quoted(col.name)
+        if col.name not in present:
+            expr = "NULL"
+        elif col.type == "date":
+            expr = f"CAST(try_strptime({q}, {_literal(date_format)}) AS DATE)"
+        elif col.type == "integer":
+            expr = f"CAST(TRY_CAST(trim({q}) AS DOUBLE) AS BIGINT)"
+        elif col.type == "number":
+            expr = f"TRY_CAST(trim({q}) AS DOUBLE)"
+        elif col.type == "boolean":
+            expr = (f"CASE WHEN lower({q}) IN ({', '.join(map(_literal, lowered['true']))}) THEN TRUE "
+                    f"WHEN lower({q}) IN ({', '.join(map(_literal, lowered['false']))}) THEN FALSE END")
+        else:
+            expr = q
+        select.append(f"{expr} AS {_quoted(col.out)}")
+    select += [f"CAST({_quoted(k)} AS INTEGER) AS {_quoted(k)}" for k in table.sequence_keys]
+    select.append("CAST(source_row AS BIGINT) AS source_row")
+    select += [_quoted(c) for c in present if c.startswith("_")]
+    where = f" WHERE {ROW_ID} NOT IN ({', '.join(map(str, bad_rows))})" if bad_rows else ""
+    return f"SELECT {', '.join(select)} FROM {BATCH_TABLE}{where} ORDER BY {ROW_ID}"
 
 
 def _columns_of(r) -> list[str]:

@@ -347,7 +347,7 @@ def read_xlsx(path: Path, coll: Collection, tables: list[Table]) -> RawTables:
     sheets = table_sheets(titles, tables, coll)
     unnamed = [t for t in tables if t.name not in sheets]
     if unnamed:   # a table whose sheet is not named as declared: found by its header row instead
-        heads = {t: _head_rows(wb, t) for t in titles if t not in sheets.values()}
+        heads = {title: _head_rows(wb, title) for title in titles if title not in sheets.values()}
         sheets.update(tables_by_header(heads, coll, unnamed))
     if not sheets:
         raise UnreadableFile(f"no sheet of {coll.id} in this workbook (sheets: {', '.join(titles)[:200]})")
