@@ -314,3 +314,28 @@ def test_the_ingest_checks_ages_on_the_full_date_of_birth_and_keeps_only_verdict
     kept = pd.concat([pd.read_parquet(p) for p in (repo_root / rules.ERRORS_DIR).glob("*.parquet")])
     text = kept.astype(str).to_csv()
     assert not any(v in text for v in ("C7001", "C7002", "2020-03-15", "15/03/2020", "2021-03-15"))
+
+
+def test_a_quarantined_episode_does_not_make_its_neighbours_fail(tmp_path):
+    """Three episodes of one child, each ending (X1) the day the next starts; the middle one has a reason for
+    new episode that is not a DfE code, so its row is quarantined. Checked after quarantine, the first
+    episode would look like it ended on a day no episode starts (DfE's 388); checked as received, it is
+    right, and the middle row is reported for its own fault only."""
+    from conftest import put
+
+    from transforms.run import ingest
+    from transforms.store.repository import Repository
+
+    landing, repo_root = tmp_path / "landing", tmp_path / "repository"
+    put(landing, "301/ssda903/year=2024/header.csv",
+        "CHILD,SEX,DOB,ETHNIC,UPN,MOTHER,MC_DOB\nC8001,1,15/06/2010,WBRI,,,\n")
+    put(landing, "301/ssda903/year=2024/episodes.csv",
+        "CHILD,DECOM,RNE,LS,CIN,PLACE,PLACE_PROVIDER,DEC,REC,REASON_PLACE_CHANGE,HOME_POST,PL_POST,URN\n"
+        "C8001,01/05/2023,S,C2,N1,U1,PR1,01/06/2023,X1,,,,\n"
+        "C8001,01/06/2023,ZZ,C2,N1,U1,PR1,01/07/2023,X1,,,,\n"
+        "C8001,01/07/2023,P,C2,N1,U1,PR1,,,,,,\n")
+    rows = ingest(landing, repo_root, refresh=False)
+    episodes = next(r for r in rows if r["table"] == "episodes")
+    assert (episodes["rows_loaded"], episodes["rows_quarantined"]) == (2, 1)
+    errors = rules.current_errors(Repository(repo_root), "ssda903", "301", 2024)
+    assert "388" not in set(errors.loc[errors["table_name"] == "episodes", "code"])
