@@ -339,3 +339,18 @@ def test_a_quarantined_episode_does_not_make_its_neighbours_fail(tmp_path):
     assert (episodes["rows_loaded"], episodes["rows_quarantined"]) == (2, 1)
     errors = rules.current_errors(Repository(repo_root), "ssda903", "301", 2024)
     assert "388" not in set(errors.loc[errors["table_name"] == "episodes", "code"])
+
+
+def test_a_rule_whose_sql_fails_on_a_value_never_quotes_that_value():
+    """DuckDB names the value it could not cast; a child's postcode or id must not reach the error or its chain."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE header AS SELECT 'AB12 3CD' AS HOME_POST, 1 AS source_row, 'C0001' AS child_id")
+    rule = rules.Rule(collection="ssda903", code="TEST", message="test", tables=("header",), fields=("HOME_POST",),
+                      sql="SELECT 'header' AS table_name, source_row, child_id FROM header "
+                          "WHERE CAST(HOME_POST AS INTEGER) > 0")
+    with pytest.raises(rules.RuleError) as caught:
+        rules._run_rule(con, rule, 2025)
+    assert "rule TEST: its SQL failed" in str(caught.value)
+    assert "AB12" not in str(caught.value) and caught.value.__cause__ is None and caught.value.__suppress_context__

@@ -107,6 +107,14 @@ SEVERITIES = ("error", "query")  # as DfE's portal groups them: errors block a r
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+
+def without_values(message: str) -> str:
+    """``message`` with every quoted literal replaced by ``'...'`` (DuckDB's errors quote the offending value)."""
+    return _QUOTED.sub("'...'", message)
+
+
 class RuleError(ValueError):
     """A rule file is malformed, or a rule's SQL failed (a bug in the rule: the message names its code)."""
 
@@ -368,7 +376,9 @@ def _run_rule(con: duckdb.DuckDBPyConnection, r: Rule, return_year: int, keep_la
     try:
         frame = con.execute(r.sql, {k: v for k, v in available.items() if k in wanted}).df()
     except duckdb.Error as exc:
-        raise RuleError(f"{r.collection} rule {r.code}: its SQL failed: {exc}") from exc
+        # DuckDB quotes the value it could not cast ("Could not convert string 'A123' to INT32"): a value may be
+        # a child's id or date of birth, so every quoted literal is blanked and the original is not chained.
+        raise RuleError(f"{r.collection} rule {r.code}: its SQL failed: {without_values(str(exc))}") from None
     missing = {"table_name", "source_row", "child_id"} - set(frame.columns)
     if missing:
         raise RuleError(f"{r.collection} rule {r.code}: the SELECT must return table_name, source_row, child_id "
