@@ -376,3 +376,15 @@ def test_a_value_beyond_the_last_named_column_refuses_the_file_rather_than_being
     text = HEADER_ROW + "\n" + CHILDREN[0] + ",\n" + CHILDREN[1] + ",EXTRA\n"
     with pytest.raises(UnreadableFile, match="line 3 has 8 cells, the header 7"):
         read_table(put(tmp_path, "h.csv", text), HEADER)
+
+
+def test_a_broken_file_without_a_stated_year_is_refused_not_a_crash_of_discovery(landing):
+    text = need(SAMPLES / "cin_census" / "CIN_Census_2024.xml").read_text(encoding="utf-8")
+    start = text.index("<Year>")
+    cut = text[:start] + text[text.index("</ReferenceDate>") + len("</ReferenceDate>"):]   # no Year, no date
+    put(landing, "201/cin.xml", cut[: len(cut) // 2])                  # and cut off half way
+    put(landing, "301/extract/episodes.csv",                           # header only, no year folder
+        "CHILD,DECOM,RNE,LS,CIN,PLACE,PLACE_PROVIDER,DEC,REC,REASON_PLACE_CHANGE,HOME_POST,PL_POST,URN\n")
+    found = {a.relpath: a.problem for a in discover(landing)}
+    assert "not well-formed XML" in found["201/cin.xml"]
+    assert "header row only" in found["301/extract/episodes.csv"]

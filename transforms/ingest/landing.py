@@ -598,16 +598,19 @@ def _infer_content_years(arrivals: list[Arrival]) -> None:
         coll = schema.collection(coll_id)
         frames = {}
         for a in group:
-            if a.format == "csv" and a.table in coll.spec.get("year_from_dates", {}):
-                df, _ = read_csv_strings(a.path)
-                df.columns = ["source_row", *[normalise_header(c) for c in df.columns[1:]]]
-                frames[a.table] = df
-            elif a.format == "xml":
-                from transforms.ingest.readers.xml_records import read_records
-                raw = read_records(a.path, coll, [coll.table(t) for t in coll.spec.get("year_from_dates", {})])
-                year = latest_return_year(raw.tables, coll)
-                if year:
-                    a.year_evidence["content"] = year
+            try:
+                if a.format == "csv" and a.table in coll.spec.get("year_from_dates", {}):
+                    df, _ = read_csv_strings(a.path)
+                    df.columns = ["source_row", *[normalise_header(c) for c in df.columns[1:]]]
+                    frames[a.table] = df
+                elif a.format == "xml":
+                    from transforms.ingest.readers.xml_records import read_records
+                    raw = read_records(a.path, coll, [coll.table(t) for t in coll.spec.get("year_from_dates", {})])
+                    year = latest_return_year(raw.tables, coll)
+                    if year:
+                        a.year_evidence["content"] = year
+            except (UnreadableFile, ValueError) as exc:   # a file that cannot be read has no dates: refuse it
+                a.problem = str(exc)
         year = latest_return_year(frames, coll) if frames else None
         for a in group:
             if year and "content" not in a.year_evidence:
