@@ -16,6 +16,7 @@ from transforms.ingest.landing import Arrival, batches, discover
 from transforms.ingest.resume import run_pending
 from transforms.ingest.rules import check_returns
 from transforms.ingest.stages import load_stage, read_stage, validate_batch
+from transforms.store import faults
 from transforms.store.repository import OutOfSpace, Repository, is_out_of_space
 
 ROOM_PER_LANDED_BYTE = 3        # staged raw + clean Parquet (and validation results) of a file, generously
@@ -33,7 +34,9 @@ def ingest_batch(repo: Repository, arrivals: list[Arrival]) -> list[dict]:
                      f"a batch of {len(arrivals)} file(s)")
     states = validate_batch(repo, [read_stage(repo, a) for a in arrivals])
     rows = [load_stage(repo, state) for state in states]
+    faults.point("rules.check")
     check_returns(repo, rows)
+    faults.point("rules.checked")
     run_pending(repo)
     return rows
 
