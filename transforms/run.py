@@ -14,7 +14,9 @@ import pandas as pd
 
 from transforms.ingest.landing import Arrival, batches, discover
 from transforms.ingest.resume import run_pending
+from transforms.ingest.rules import check_returns
 from transforms.ingest.stages import load_stage, read_stage, validate_batch
+from transforms.store import faults
 from transforms.store.repository import OutOfSpace, Repository, is_out_of_space
 
 ROOM_PER_LANDED_BYTE = 3        # staged raw + clean Parquet (and validation results) of a file, generously
@@ -22,9 +24,9 @@ ROOM_MARGIN = 16 * 1024 * 1024  # the ledger, journal, manifest and catalogue's 
 
 
 def ingest_batch(repo: Repository, arrivals: list[Arrival]) -> list[dict]:
-    """Read each file, validate them together, load each, then run the DfE validation rules of every
-    return still pending a check: those these loads changed and any a killed run left (after the commits,
-    outside the writer lock; see ``transforms.ingest.resume``). Returns the ledger rows.
+    """Read each file, validate them together, load each, then run the DfE validation rules once per
+    return the loads changed (after the commits, outside the writer lock), and any check a killed run left
+    pending (``transforms.ingest.resume``). Returns the ledger rows.
 
     Raises ``OutOfSpace`` before reading anything if the disk lacks room for the batch (an estimate:
     ``ROOM_PER_LANDED_BYTE`` times the landed bytes, plus ``ROOM_MARGIN``)."""
@@ -32,6 +34,9 @@ def ingest_batch(repo: Repository, arrivals: list[Arrival]) -> list[dict]:
                      f"a batch of {len(arrivals)} file(s)")
     states = validate_batch(repo, [read_stage(repo, a) for a in arrivals])
     rows = [load_stage(repo, state) for state in states]
+    faults.point("rules.check")
+    check_returns(repo, rows)
+    faults.point("rules.checked")
     run_pending(repo)
     return rows
 

@@ -161,10 +161,11 @@ def collection_dag(collection_id: str):
             REPO/errors/<collection>/<la_code>/<year>/."""
             from transforms.ingest.error_report import write_file_reports
             from transforms.ingest.resume import run_pending
+            from transforms.ingest.rules import check_returns
             from transforms.store.repository import Repository
 
             repo = Repository(_paths()[1])
-            for run in run_pending(repo):
+            for run in check_returns(repo, rows) + run_pending(repo):
                 print(f"rules {run['collection']} {run['la_code']} {run['return_year']}: {run['errors']} "
                       f"failure(s) of {run['rules_run']} rules in {run['seconds']}s")
             for path in write_file_reports(repo, rows):
