@@ -41,7 +41,8 @@ def land(landing: Path, shared: Path = SHARED) -> None:
     """The public inputs in the landing layout ``csreturns ingest`` reads."""
     for sub, pattern, src in (("published", "*.csv", shared / "ees"),
                               ("reference/statistical_neighbours", "*.csv", shared / "statistical_neighbours"),
-                              ("reference/ofsted_judgements", "*.csv", shared / "ofsted")):
+                              ("reference/ofsted_judgements", "*.csv", shared / "ofsted"),
+                              ("reference/spend_ro3", "*.ods", shared / "spend")):
         (landing / sub).mkdir(parents=True, exist_ok=True)
         for f in sorted(src.glob(pattern)):
             shutil.copy(f, landing / sub / f.name)

@@ -20,7 +20,8 @@ def catalogue_file(tmp_path):
                                for la in ("301", "302", "303") for m in MONTHS],
                               columns=["la_code", "indicator", "period_end", "window", "numerator", "denominator",
                                        "value", "source"])
-    con.execute("CREATE TABLE indicators AS SELECT * FROM indicators")
+    con.register("indicators_df", indicators)
+    con.execute("CREATE TABLE indicators AS SELECT * FROM indicators_df")
     signals = pd.DataFrame([
         # 301: an agency-rate concern (workforce: weight 3) of severity 2 -> 6 points
         ("301", "agency_rate_fte", MONTHS[1], "funnel_england", 2, "concern", "Agency rate rose to 31% (England 18%)"),
@@ -32,7 +33,8 @@ def catalogue_file(tmp_path):
         # 303: an improvement never adds to the score
         ("303", "assessment_45wd", MONTHS[1], "spc_run", 3, "improvement", "Assessments faster"),
     ], columns=["la_code", "indicator", "as_of", "method", "severity", "direction", "explanation"])
-    con.execute("CREATE TABLE early_warning AS SELECT * FROM signals")
+    con.register("signals_df", signals)
+    con.execute("CREATE TABLE early_warning AS SELECT * FROM signals_df")
     build_council_risk(con)
     con.close()
     return path

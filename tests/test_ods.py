@@ -43,3 +43,22 @@ def test_cells_not_returned_are_missing_never_zero(ro3):
 def test_the_hidden_row_gives_each_cell_its_return_code(ro3):
     codes = ro3.drop_duplicates(["service", "line"])["ro_code"]
     assert codes.notna().all() and codes.str.startswith("RO3-").all()
+
+
+@pytest.mark.slow   # ingests the real workbook and builds a catalogue (~30 s)
+def test_the_workbook_lands_under_reference_and_becomes_the_spend_relation(tmp_path):
+    import shutil
+
+    import duckdb
+
+    from transforms.run import ingest
+
+    landing, repo = tmp_path / "landing", tmp_path / "repo"
+    (landing / "reference" / "spend_ro3").mkdir(parents=True)
+    shutil.copy(RO3, landing / "reference" / "spend_ro3" / RO3.name)
+    [row] = ingest(landing, repo)
+    assert row["status"] == "loaded" and row["rows_loaded"] > 12000
+    with duckdb.connect(str(repo / "csreturns.duckdb"), read_only=True) as con:
+        councils, missing = con.execute("""SELECT count(DISTINCT la_code), count(*) FILTER (WHERE value IS NULL)
+                                           FROM spend_ro3""").fetchone()
+    assert councils >= 150 and missing > 0

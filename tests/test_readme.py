@@ -115,7 +115,7 @@ def test_the_demo_landing_has_a_rejected_file_and_a_resubmission(catalogue):
 
 @pytest.mark.slow
 def test_the_neighbours_query_keeps_one_source_per_council_and_says_which(catalogue):
-    title, sql = next((t, q) for t, q in QUERIES if "neighbours" in t)
+    title, sql = next((t, q) for t, q in QUERIES if t.startswith("re-referrals for council"))
     with duckdb.connect(str(catalogue), read_only=True) as con:
         result = con.execute(sql)
         columns = [d[0] for d in result.description]

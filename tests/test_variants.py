@@ -366,3 +366,13 @@ def test_a_trailing_comma_on_the_data_rows_only_does_not_shift_the_columns(tmp_p
     df = read_table(put(tmp_path, "h.csv", text), HEADER).tables["header"]
     assert list(df["CHILD"]) == ["A1001", "A1002"] and list(df["SEX"]) == ["1", "2"]
     assert list(df["source_row"]) == [2, 3]
+
+
+def test_a_published_statistic_is_quoted_as_it_is_having_no_personal_data():
+    assert shown_value("140", quote="public") == "'140'" and shown_value("12,345", quote="public") == "'12,345'"
+
+
+def test_a_value_beyond_the_last_named_column_refuses_the_file_rather_than_being_lost(tmp_path):
+    text = HEADER_ROW + "\n" + CHILDREN[0] + ",\n" + CHILDREN[1] + ",EXTRA\n"
+    with pytest.raises(UnreadableFile, match="line 3 has 8 cells, the header 7"):
+        read_table(put(tmp_path, "h.csv", text), HEADER)

@@ -76,7 +76,7 @@ class SchemaError(ValueError):
 
 
 # -- reading a file: YAML, then a typed model that refuses what it does not know -----------------------------
-FORMATS = ("csv", "xml", "xlsx", "ees_csv")                 # how a collection's files come
+FORMATS = ("csv", "xml", "xlsx", "ees_csv", "ods")                 # how a collection's files come
 KINDS = ("return", "reference", "ees", "published")         # see Collection.kind
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)     # libyaml when built in: the same result, ~10x faster
 M = TypeVar("M", bound="SchemaModel")

@@ -1,32 +1,27 @@
 """Both sides of the parity test: our rules and the sector's validators on the same returns.
 
-``ours(...)`` reads a return's files with our readers, normalises and types every column as far as each value
-allows (an unparseable value becomes NULL, as the engine sees a return before quarantine) and runs every rule
-of the year in one DuckDB connection. ``peers(...)`` runs the sector's validators in their own interpreter
+``ours(...)`` reads each return's files as the ingest does (``rules.received_tables``: normalised, every
+column typed as far as each value allows, nothing quarantined or minimised) and runs every rule of the year
+over all the returns in one batch (``rules.run_batch``). ``peers(...)`` runs the sector's validators in their own interpreter
 (``var/peers``, made by ``ensure_peers``). Both answer ``{code: {(peer_table, row)}}``: the peers' table names
 and 0-based data rows (ours are translated: the n-th row of a table in its file is row n - 1).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 
-from transforms import schema
 from transforms.ingest import rules
-from transforms.ingest.landing import identify
-from transforms.ingest.normalise import normalise_table
-from transforms.ingest.readers.csv_tables import read_table
-from transforms.ingest.readers.xml_records import read_records
-from transforms.ingest.validate import to_typed
 
 ROOT = Path(__file__).resolve().parents[2]
-PEERS = ROOT / "var" / "peers"
 PEER_PINS = ("csc-validator-be-903==0.1.17", "csc-validator-be-cin==0.1.13")
+# One virtual environment per set of pins, kept under var/peers: a new pin installs beside the old one.
+PEERS = ROOT / "var" / "peers" / "_".join(p.replace("csc-validator-be-", "").replace("==", "-") for p in PEER_PINS)
 PEER_RUNNER = Path(__file__).resolve().parent / "peers_run.py"
 
 TABLES_903 = {"header": "Header", "episodes": "Episodes", "reviews": "Reviews", "uasc": "UASC", "oc2": "OC2",
@@ -39,7 +34,8 @@ TABLES_CIN = {"children": "ChildIdentifiers", "disabilities": "Disabilities", "e
 
 
 def ensure_peers(python: str = "python3.11") -> Path:
-    """The peers' interpreter, installing them into ``var/peers`` on first use (about a minute)."""
+    """The peers' interpreter, installing them on first use (about a minute) into ``var/peers/<pins>``
+    (e.g. ``var/peers/903-0.1.17_cin-0.1.13``), reused by every later run with the same pins."""
     exe = PEERS / "bin" / "python"
     marker = PEERS / ".installed"
     if marker.exists() and marker.read_text() == " ".join(PEER_PINS):
@@ -50,71 +46,69 @@ def ensure_peers(python: str = "python3.11") -> Path:
     return exe
 
 
+def _answer_key(job: dict) -> str:
+    """What a peer's answer depends on: the pins, this runner, the job and the bytes of every file it reads."""
+    digest = hashlib.sha256(" ".join(PEER_PINS).encode() + PEER_RUNNER.read_bytes())
+    digest.update(json.dumps({k: v for k, v in job.items() if k not in ("this_year", "prev_year", "xml")},
+                             sort_keys=True).encode())
+    for key in ("this_year", "prev_year", "xml"):
+        for path in ([job[key]] if isinstance(job.get(key), str) else job.get(key) or []):
+            digest.update(key.encode() + Path(path).name.encode() + hashlib.sha256(Path(path).read_bytes()).digest())
+    return digest.hexdigest()[:32]
+
+
 def peers(jobs: list[dict], workdir: Path) -> dict:
-    """Run the peers on ``jobs`` (see peers_run.py); their answers keyed ``collection:id``."""
+    """Run the peers on ``jobs`` (see peers_run.py): one process per collection, the two side by side.
+    Their answers keyed ``collection:id``. An answer is kept under ``var/peers/<pins>/answers/``, keyed by
+    the pins, this runner and the bytes of the files the job reads (the generated returns are the same bytes
+    for the same seed), so a later run only runs the peers on returns they have not seen; our rules always
+    run afresh."""
     exe = ensure_peers()
-    job_file, out_file = workdir / "peer_jobs.json", workdir / "peer_flags.json"
-    job_file.write_text(json.dumps({"returns": jobs}))
+    answers = PEERS / "answers"
+    answers.mkdir(exist_ok=True)
+    keys = {f'{j["collection"]}:{j["id"]}': _answer_key(j) for j in jobs}
+    raw = {k: json.loads((answers / f"{h}.json").read_text()) for k, h in keys.items()
+           if (answers / f"{h}.json").exists()}
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    subprocess.run([str(exe), str(PEER_RUNNER), str(job_file), str(out_file)], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    raw = json.loads(out_file.read_text())
+    running = []
+    todo = [j for j in jobs if f'{j["collection"]}:{j["id"]}' not in raw]
+    for collection in sorted({j["collection"] for j in todo}):
+        job_file, out_file = workdir / f"peer_jobs_{collection}.json", workdir / f"peer_flags_{collection}.json"
+        job_file.write_text(json.dumps({"returns": [j for j in todo if j["collection"] == collection]}))
+        running.append((subprocess.Popen([str(exe), str(PEER_RUNNER), str(job_file), str(out_file)], env=env,
+                                         stdout=subprocess.DEVNULL), out_file))
+    for proc, out_file in running:
+        if proc.wait() != 0:
+            raise RuntimeError(f"the sector's validators failed (exit {proc.returncode}) on {out_file.name}")
+        for k, answer in json.loads(out_file.read_text()).items():
+            raw[k] = answer
+            if not answer.get("unreadable"):
+                (answers / f"{keys[k]}.json").write_text(json.dumps(answer))
     return {k: {"flags": {c: {(t, r) for t, r in v} for c, v in a["flags"].items()}, "crashed": a["crashed"],
                 "unreadable": a.get("unreadable"), "codes": set(a.get("codes") or [])} for k, a in raw.items()}
 
 
-def typed_tables(collection_id: str, files: list[Path], year: int, landing: Path) -> dict[str, pd.DataFrame]:
-    """Every table in ``files`` as the rules see it: normalised, typed as far as each value allows."""
-    coll = schema.collection(collection_id)
-    frames: dict[str, list[pd.DataFrame]] = {}
-    for path in files:
-        arrival = identify(path, landing)
-        if collection_id == "ssda903":
-            raw = read_table(path, coll.table(arrival.table, year)).tables
-        else:
-            raw = read_records(path, coll, [t for t in coll.tables(year) if t.collected_in(year)]).tables
-        for name, df in raw.items():
-            spec = coll.table(name, year)
-            table, _ = normalise_table(pa.Table.from_pandas(df, preserve_index=False), spec)
-            clean = table.to_pandas()
-            typed = to_typed(clean, spec, coll.date_format)
-            keep = [c for c in typed.columns if c in rules.table_columns(coll, name)]
-            frames.setdefault(name, []).append(typed[keep])
-    return {n: pd.concat(f, ignore_index=True) for n, f in frames.items()}
-
-
-def ours(collection_id: str, la_code: str, year: int, current: dict[str, pd.DataFrame],
-         previous: dict[str, pd.DataFrame]) -> dict[str, set]:
-    """Every rule of ``year`` on one return: {code: {(peer_table, row)}} (row None: return-level)."""
-    coll = schema.collection(collection_id)
-    names = TABLES_903 if collection_id == "ssda903" else TABLES_CIN
-    con = rules._base().cursor()
-    try:
-        sources: dict[str, dict[str, str]] = {"": {}, "previous_": {}}
-        for side, given in (("", current), ("previous_", previous)):
-            for name, frame in given.items():
-                view = f"_{side}{name}_df"
-                con.register(view, rules._case_frame(coll, name, frame))
-                sources[side][name] = f'"{view}"'
-        rules.connect(coll, year, sources[""], sources["previous_"], la_code, con=con)
-        rank = {n: {int(s): i for i, s in enumerate(sorted(int(x) for x in f["source_row"]))}
-                for n, f in current.items()}
-        out: dict[str, set] = {}
-        for r in rules.rules(collection_id):
-            if not r.applies_to(year):
-                continue
-            found = rules._run_rule(con, r, year)
-            flags = set()
-            for t, s in zip(found["table_name"], found["source_row"]):
-                if pd.isna(s):
-                    flags.add((names.get(t, t), None))
-                else:
-                    flags.add((names.get(t, t), rank.get(t, {}).get(int(s), -1)))
-            if flags:
-                out[r.code] = flags
-        return out
-    finally:
-        con.close()
+def ours(returns: list[dict]) -> list[dict[str, set]]:
+    """Every rule of each return's year, all returns in one batch (``rules.run_batch``): per return (in the
+    order given; each ``{collection, la, year, files, previous_files, landing}``) ``{code: {(peer_table,
+    row)}}`` (row None: return-level)."""
+    batch, ranks = [], []
+    for r in returns:
+        current = rules.received_tables(r["collection"], r["files"], r["year"], r["landing"])
+        previous = (rules.received_tables(r["collection"], r["previous_files"], r["year"] - 1, r["landing"])
+                    if r["previous_files"] else {})
+        batch.append(rules.ReturnTables(r["collection"], r["la"], r["year"], current, previous))
+        ranks.append({n: {int(s): i for i, s in enumerate(sorted(int(x) for x in f["source_row"]))}
+                      for n, f in current.items()})
+    out = []
+    for r, found, rank in zip(returns, rules.run_batch(batch), ranks):
+        names = TABLES_903 if r["collection"] == "ssda903" else TABLES_CIN
+        flags: dict[str, set] = {}
+        for code, t, s in zip(found["code"], found["table_name"], found["source_row"]):
+            row = None if pd.isna(s) else rank.get(t, {}).get(int(s), -1)
+            flags.setdefault(code, set()).add((names.get(t, t), row))
+        out.append(flags)
+    return out
 
 
 # The peers' CIN tables: both child tables are our `children` (one row per child, same order).

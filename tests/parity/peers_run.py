@@ -13,6 +13,8 @@ Output (argv[2]): ``{return id: {"flags": {code: [[table, row], ...]}, "crashed"
 Known defects of the peers are worked around here, not copied into csreturns:
 - 903: each rule gets its own deep copy of the data (the tool's shallow copy lets rule 365 fill open
   episodes' end dates for every later rule);
+- 903: the national postcode list is cut to the return's own postcodes before the tool merges it (its
+  merges against the whole list take more than a minute a return and find the same rows);
 - CIN: the tool's report builder fails on a failure without a row number, so the issue tables of each
   rule's context are read directly.
 """
@@ -39,12 +41,14 @@ def run_903(job: dict) -> dict:
              for key, desc in (("this_year", "This year"), ("prev_year", "Prev year"))
              for p in job.get(key) or []]
     dfs, extras = read_from_text(raw_files=files)
+    _only_these_postcodes(dfs)
     metadata = {"collectionYear": str(job["year"]), "localAuthority": job["la"], **extras}
     store = create_datastore(dfs, metadata)
     flags, crashed = {}, []
     registry = get_year_ruleset(str(job["year"]))
     for code, rule in registry.items():
-        data = {k: (v.copy(deep=True) if k != "metadata" else copy.deepcopy(v)) for k, v in store.items()}
+        # the tables deep (rules edit them in place); the metadata (postcode and authority lists) shared
+        data = {k: (v.copy(deep=True) if k != "metadata" else dict(v)) for k, v in store.items()}
         try:
             result = rule.func(data) or {}
         except Exception:  # noqa: BLE001 - a peer rule that cannot run on this data is reported, not fatal
@@ -54,6 +58,20 @@ def run_903(job: dict) -> dict:
         if found:
             flags[code] = found
     return {"flags": flags, "crashed": crashed, "codes": sorted(registry)}
+
+
+def _only_these_postcodes(dfs: dict) -> None:
+    """Load the postcode letters the return uses, then keep only its postcodes: a left merge on them finds
+    exactly what it finds against the whole list."""
+    from lac_validator import datastore
+
+    values = {str(v).upper().replace(" ", "") for df in dfs.values() if hasattr(df, "columns")
+              for c in ("HOME_POST", "PL_POST") if c in df.columns for v in df[c].dropna()}
+    store = datastore.postcodes
+    store._df = getattr(store, "_whole", store._df)  # the letters loaded for earlier returns, whole
+    store.load_postcodes({v[0] for v in values if v})
+    store._whole = store._df
+    store._df = store._df[store._df["pcd_abbr"].isin(values)].reset_index(drop=True)
 
 
 def run_cin(job: dict) -> dict:

@@ -36,6 +36,7 @@ import pandas as pd
 
 from transforms import schema
 from transforms.analytics import standing
+from transforms.analytics.standing import runs
 
 INDICATOR_WEIGHTS = {
     # factor: (weight, indicators) -- live child-level warnings, by the indicator they are on
@@ -125,20 +126,28 @@ def combine(factors: pd.DataFrame) -> pd.DataFrame:
     out["coverage"] = wide.notna().sum(axis=1).astype("int32")
     for factor in standing.FACTORS:
         out[factor_column(factor)] = wide[factor] if factor in wide else np.nan
-    # reasons: the factors that push the score up most, each with its own worst metrics
-    f = f[f["contribution"] > 0].sort_values("contribution", ascending=False)
-    reasons = f.groupby(["la_code", "as_of"])["reasons"].agg(lambda rs: [x for r in rs for x in r][:3])
-    out["top_reasons"] = reasons.reindex(out.index)
-    out["top_reasons"] = out["top_reasons"].apply(lambda r: list(r) if isinstance(r, (list, np.ndarray)) else [])
-    everything = factors.assign(contribution=contribution)
-    if "detail" not in everything:
-        everything["detail"] = None
-    everything["detail"] = [[f"{k}: {x}" for x in (d if isinstance(d, (list, np.ndarray)) else r)]
-                            for k, d, r in zip(everything["factor"], everything["detail"], everything["reasons"])]
-    detail = (everything.sort_values("contribution", ascending=False)
-              .groupby(["la_code", "as_of"])["detail"].agg(lambda ds: [x for d in ds for x in d]))
-    out["standing"] = detail.reindex(out.index)
-    out["standing"] = out["standing"].apply(lambda r: list(r) if isinstance(r, (list, np.ndarray)) else [])
+    # reasons: the factors that push the score up most, each with its own worst metrics; standing: every
+    # factor's figures, the factor adding most first
+    keys = ["la_code", "as_of"]
+    every = factors.assign(contribution=contribution).sort_values([*keys, "contribution"],
+                                                                  ascending=[True, True, False])
+    if "detail" not in every:
+        every["detail"] = None
+    head, starts, ends = runs(every, keys)
+    reasons, details = every["reasons"].tolist(), every["detail"].tolist()
+    names, contrib = every["factor"].tolist(), every["contribution"].to_numpy()
+
+    def flat(lists):
+        return [x for part in lists if isinstance(part, (list, np.ndarray)) for x in part]
+
+    top = [flat(r for r, c in zip(reasons[a:b], contrib[a:b]) if c > 0)[:3] for a, b in zip(starts, ends)]
+    detail = [[f"{n}: {x}" for n, d, r in zip(names[a:b], details[a:b], reasons[a:b])
+               for x in (d if isinstance(d, (list, np.ndarray)) else r)] for a, b in zip(starts, ends)]
+    index = pd.MultiIndex.from_frame(head)
+    out["top_reasons"] = pd.Series(top, index=index).reindex(out.index)
+    out["standing"] = pd.Series(detail, index=index).reindex(out.index)
+    for col in ("top_reasons", "standing"):
+        out[col] = out[col].apply(lambda r: list(r) if isinstance(r, (list, np.ndarray)) else [])
     out = out.reset_index()
     out["rank"] = out.groupby("as_of")["score"].rank(method="min", ascending=False).astype("int32")
     out["as_of"] = pd.to_datetime(out["as_of"]).dt.date

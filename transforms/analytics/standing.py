@@ -9,8 +9,9 @@ the workforce census at 30 September on the following 28 February), an Ofsted ju
 from the first release date (the files do not say what was first published).
 
 Metrics (``METRICS``): each a proportion with its denominator (re-referrals of referrals, ...), a rate per
-10,000 children aged 0-17 (ONS mid-year estimate of the calendar year before the 31 March year end) or a
-ratio (caseload). Per metric and year, across every council with a figure:
+10,000 children aged 0-17 (ONS mid-year estimate of the calendar year before the 31 March year end), a
+ratio (caseload) or pounds (children's social care net current expenditure per child aged 0-17, from the
+RO3 revenue outturn, ``spend_ro3``). Per metric and year, across every council with a figure:
 
 - ``z_level``: proportions and rates -- the over-dispersion-adjusted funnel z-score (arcsine scale,
   DerSimonian-Laird between-council variance, as ``early_warning.funnel`` computes it), which shrinks a small council's
@@ -59,7 +60,7 @@ class Metric:
     title: str
     factor: str
     polarity: str          # higher_is_worse | lower_is_worse | demand (higher read as pressure)
-    unit: str              # percent | rate | ratio
+    unit: str              # percent | rate | ratio | pounds
 
 
 METRICS = (
@@ -78,12 +79,15 @@ METRICS = (
     Metric("cin_rate", "children in need per 10,000", "demand", "demand", "rate"),
     Metric("cp_rate", "children on CP plans per 10,000", "demand", "demand", "rate"),
     Metric("cla_rate_per_10k", "children looked after per 10,000", "demand", "demand", "rate"),
+    Metric("csc_spend_per_child", "children's social care net spend per child", "spend", "demand", "pounds"),
 )
 # Weights of the factors in the score: equal, by design. On the 173 SIF-era judgements held (40
 # Inadequate) any fitted weighting is noise; the development set cannot see workforce, placement or
 # Ofsted-history factors at all (those series start in 2017-2021), so their weight comes from the
 # published research on what precedes failure (Ofsted's and ADCS's accounts; the LGA's workforce studies),
 # which names each of them, not from a fit. ``live warnings`` is the child-level SPC/funnel evidence.
+# Spend weighs half: one year is held (RO3 2024-25), and high spend per child is as often the cost of
+# recovery after a poor judgement as a sign of trouble before one.
 # Ofsted history weighs half: the development set's only earlier judgements are 21 SIF re-inspections,
 # where a council judged Inadequate before was more often judged better than worse (councils improve under
 # intervention), so a past grade is weaker evidence of the next one than the published figures.
@@ -94,6 +98,7 @@ FACTOR_WEIGHTS = {
     "drift": 1.0,
     "placement stability": 1.0,
     "demand": 1.0,
+    "spend": 0.5,
     "live warnings": 1.0,
 }
 FACTORS = tuple(FACTOR_WEIGHTS)
@@ -159,6 +164,25 @@ def read_metrics(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                        10000 * c.n / p.pop AS value
                 FROM c JOIN p ON p.la_code = c.la_code AND p.year = year(c.period_end)
                 WHERE p.pop > 0""", [dataset, measure, metric]).df())
+    if "spend_ro3" in have:
+        # net current expenditure over the services (not their "of which" parts), per child aged 0-17
+        # (mid-year estimate within the financial year). The landing reads "2024-25" as return year 2024
+        # and a year=YYYY folder may say 2025: the period is taken as ending 31 March return_year + 1 and
+        # the figures as public from the 31 December after it -- never too early, at worst a year late.
+        parts.append(con.execute("""
+            WITH s AS (SELECT la_code, return_year + 1 AS year, sum(value) AS spend
+                       FROM spend_ro3
+                       WHERE line = 'Net Current Expenditure' AND service NOT LIKE '% of which %'
+                         AND la_code IS NOT NULL GROUP BY ALL HAVING count(value) > 0),
+                 p AS (SELECT old_la_code AS la_code, year(period_end) + 1 AS year, max(value) AS pop
+                       FROM published_statistics
+                       WHERE dataset = 'population_0_17' AND geographic_level = 'Local authority'
+                         AND value IS NOT NULL GROUP BY ALL)
+            SELECT s.la_code, 'csc_spend_per_child' AS metric, s.year, make_date(s.year, 3, 31) AS period_end,
+                   make_date(s.year, 12, 31) AS known_from, 1000 * s.spend AS numerator, p.pop AS denominator,
+                   1000 * s.spend / p.pop AS value
+            FROM s JOIN p ON p.la_code = s.la_code AND p.year = s.year
+            WHERE p.pop > 0""").df() if "published_statistics" in have else pd.DataFrame())
     cols = ["la_code", "metric", "year", "period_end", "known_from", "numerator", "denominator", "value"]
     parts = [p for p in parts if len(p)]
     if not parts:
@@ -310,6 +334,8 @@ def _ordinal(n: int) -> str:
 
 
 def _fmt(v: float, unit: str) -> str:
+    if unit == "pounds":
+        return f"£{v:,.0f}"
     return f"{v:.1f}%" if unit == "percent" else (f"{v:.0f}" if unit == "rate" else f"{v:.1f}")
 
 
@@ -328,7 +354,7 @@ def _explain(s: Metric, r) -> str:
     if np.isfinite(r.change) and r.change != 0:
         unit = " points" if s.unit == "percent" else ""
         span = "two years" if r.change_years == 2 else "a year"
-        size = f"{abs(r.change):.0f}" if s.unit == "rate" else f"{abs(r.change):.1f}"
+        size = _fmt(abs(r.change), s.unit) if s.unit in ("rate", "pounds") else f"{abs(r.change):.1f}"
         text += f", {'up' if r.change > 0 else 'down'} {size}{unit} in {span}"
     return text
 
@@ -341,6 +367,21 @@ def month_ends(start, end) -> list[pd.Timestamp]:
         return []
     return list(pd.date_range(pd.Timestamp(start) + pd.offsets.MonthEnd(0), pd.Timestamp(end) + pd.offsets.MonthEnd(0),
                               freq="ME"))
+
+
+def runs(frame: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """For a frame sorted by ``keys``: one row of the keys per run of equal keys, and each run's start and
+    end positions (so per-group lists are Python slices, not a pandas aggregation per group)."""
+    if frame.empty:
+        return frame[keys].iloc[:0].reset_index(drop=True), np.array([], int), np.array([], int)
+    change = np.zeros(len(frame), dtype=bool)
+    change[0] = True
+    for k in keys:
+        v = frame[k].to_numpy()
+        change[1:] |= v[1:] != v[:-1]
+    starts = np.flatnonzero(change)
+    ends = np.r_[starts[1:], len(frame)]
+    return frame[keys].iloc[starts].reset_index(drop=True), starts, ends
 
 
 def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
@@ -364,12 +405,12 @@ def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Ti
         age = (known["as_of"] - known["period_end"]).dt.days / 30.44
         known = known[age <= STALE_MONTHS]
         keys = ["la_code", "as_of", "factor"]
-        value = known.groupby(keys)["signed"].mean().rename("value")
-        worst = known[known["signed"] > 0.5].sort_values("signed", ascending=False).groupby(keys).head(2)
-        reasons = worst.groupby(keys)["explanation"].agg(list).rename("reasons")
-        every = known.sort_values("signed", ascending=False).groupby(keys)["explanation"].agg(list).rename("detail")
-        f = pd.concat([value, reasons, every], axis=1).reset_index()
-        f["reasons"] = f["reasons"].apply(lambda r: r if isinstance(r, list) else [])
+        known = known.sort_values([*keys, "signed"], ascending=[True, True, True, False])
+        f, starts, ends = runs(known, keys)
+        f["value"] = known.groupby(keys, sort=True)["signed"].mean().to_numpy()
+        text, signed = known["explanation"].tolist(), known["signed"].to_numpy()
+        f["detail"] = [text[a:b] for a, b in zip(starts, ends)]
+        f["reasons"] = [[t for t, x in zip(text[a:b], signed[a:b]) if x > 0.5][:2] for a, b in zip(starts, ends)]
         parts.append(f[["la_code", "as_of", "factor", "value", "reasons", "detail"]])
     if len(judgements):
         # a successor council inherits its predecessors' judgements

@@ -37,7 +37,8 @@ PARTITION_TYPES = "{'la_code': 'VARCHAR', 'return_year': 'INTEGER'}"
 # and analysts' R packages, DBeaver drivers and the CLI from PyPI's ``duckdb-cli`` bundle 1.4 or 1.5. A file
 # written with DuckDB 2.x's default storage (version number 69) is refused by every 1.x client ("we can only
 # read 64-68"), so the catalogue is written in the 1.4 storage format, which 1.4, 1.5 and 2.x all read
-# (DuckDB's ``storage_compatibility_version`` setting; tests/test_readme_clients.py opens it in 1.4 and 1.5).
+# (DuckDB's ``storage_compatibility_version`` setting). tests/test_readme.py opens it in 1.4 and 1.5 and runs
+# the README's queries there.
 STORAGE_VERSION = "v1.4.0"
 
 

@@ -94,8 +94,11 @@ def error_report(repo: Repository, collection_id: str, la_code: str, return_year
     errors = current_errors(repo, collection_id, la_code, int(return_year))
     errors = errors.assign(severity=errors["code"].map(severity).fillna("error"))
     row_checks = _row_check_errors(repo, collection_id, la_code, int(return_year))
-    frames = [f for f in (errors, row_checks) if not f.empty]
+    frames = [f for f in (row_checks, errors) if not f.empty]
     errors = pd.concat(frames, ignore_index=True) if frames else errors
+    # the rules see every row as received, quarantined ones too: a row check and the whole-return rule of
+    # the same DfE code on the same row are one failure (the row check's wording, naming the field, kept)
+    errors = errors.drop_duplicates(["load_id", "table_name", "source_row", "code"])
     if load_id is not None:
         errors = errors[errors["load_id"] == load_id]
     ledger = repo.ledger()

@@ -295,6 +295,8 @@ def _identify_reference(arrival: Arrival, collection_id: str) -> None:
         if not found:
             raise UnreadableFile(f"no sheet of {coll.id} in this workbook")
         arrival.format, arrival.tables = "xlsx", tuple(found)
+    elif suffix == ".ods" and "ods" in coll.formats:      # one table: the workbook's data sheet (readers/ods.py)
+        arrival.format, arrival.tables = "ods", tuple(t.name for t in coll.tables())[:1]
     else:
         raise UnreadableFile(f"{coll.id} is read from {', '.join(coll.formats)} files, not {suffix or 'extensionless'}")
 

@@ -19,7 +19,10 @@ What a rule's SQL sees (one connection per return; see ``connect``):
   (``PLACE``, ``ReferralSource``), ``column_name`` the catalogue column (``place``, ``referral_source``);
 - ``bank_holidays(day DATE)`` and the macro ``working_days_between(a, b)``: working days after ``a`` up to
   and including ``b`` (Mon-Fri less English bank holidays; 0 on the same day, NULL when either is NULL),
-  equal to ``transforms.workdays.working_days_between`` (also when b < a: negative, numpy's convention).
+  equal to ``transforms.workdays.working_days_between`` (also when b < a: negative, numpy's convention);
+- the macro ``given_child_id(child_id)``: the id as the council sent it. Compare child ids with ``=`` as
+  they are; a rule about the id's own form (length, characters) must read ``given_child_id(child_id)``,
+  because in a batch of returns (``run_batch``) each id is qualified by its return.
 
 The SELECT returns one row per failure: ``table_name`` (short name), ``source_row`` (NULL for a return-level
 failure), ``child_id`` (may be NULL). The engine adds load_id, collection, code, la_code, return_year, fields
@@ -51,6 +54,7 @@ from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Mapping
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -278,6 +282,9 @@ def _base() -> duckdb.DuckDBPyConnection:
     con.execute("""CREATE MACRO working_days_between(a, b) AS
         CASE WHEN CAST(b AS DATE) >= CAST(a AS DATE) THEN _workday_index(b) - _workday_index(a)
              ELSE _workday_index(CAST(b AS DATE) + 1) - _workday_index(CAST(a AS DATE) + 1) END""")
+    # the child id as the council sent it (in a batch, child ids are qualified by their return: run_batch)
+    con.execute("""CREATE MACRO given_child_id(c) AS
+        CASE WHEN contains(c, chr(31)) THEN split_part(c, chr(31), 2) ELSE c END""")
     _reference(con)
     return con
 
@@ -343,7 +350,7 @@ def _reference_for_return(con: duckdb.DuckDBPyConnection, coll: schema.Collectio
         reference_data.install_for_return(con, made)
 
 
-def _run_rule(con: duckdb.DuckDBPyConnection, r: Rule, return_year: int) -> pd.DataFrame:
+def _run_rule(con: duckdb.DuckDBPyConnection, r: Rule, return_year: int, keep_la: bool = False) -> pd.DataFrame:
     start, end = collection_period(return_year)
     available = {"return_year": int(return_year), "collection_start": start, "collection_end": end}
     wanted = set(_PARAMETER.findall(r.sql))
@@ -358,6 +365,8 @@ def _run_rule(con: duckdb.DuckDBPyConnection, r: Rule, return_year: int) -> pd.D
     if missing:
         raise RuleError(f"{r.collection} rule {r.code}: the SELECT must return table_name, source_row, child_id "
                         f"(missing {', '.join(sorted(missing))})")
+    if keep_la and "la_code" in frame.columns:
+        return frame[["table_name", "source_row", "child_id", "la_code"]]
     return frame[["table_name", "source_row", "child_id"]]
 
 
@@ -418,6 +427,270 @@ def _case_frame(coll: schema.Collection, name: str, rows: Any) -> pd.DataFrame:
     return frame
 
 
+# -- returns as received, many at once -------------------------------------------------------------
+_RETURN_SHIFT = 40  # in a batch, source_row + (index of the return << 40): a row's return is source_row >> 40
+_QUALIFIER = "\x1f"  # in a batch, child_id is "<index of the return>\x1f<id>"; given_child_id(child_id) the id
+
+
+@dataclass
+class ReturnTables:
+    """One return as the rules see it: ``tables`` and ``previous`` map short table names to typed frames
+    (catalogue column names, ``source_row``; see ``received_frame``), ``loads`` each table to the load its
+    rows came in (the load a failure is reported against; ``load_id`` for return-level failures)."""
+    collection: str
+    la_code: str
+    return_year: int
+    tables: Mapping[str, pd.DataFrame]
+    previous: Mapping[str, pd.DataFrame] = None  # type: ignore[assignment]
+    loads: Mapping[str, str] = None  # type: ignore[assignment]
+    load_id: str | None = None
+
+
+def received_frame(coll: schema.Collection, name: str, raw: pd.DataFrame, year: int) -> pd.DataFrame:
+    """A raw text table (a reader's output, with ``source_row``) as the rules see it: cosmetic variants made
+    canonical (``normalise``), each column typed as far as each value allows (a value that is not a date or a
+    number is NULL; the row checks report it), nothing removed and nothing minimised: full dates of birth,
+    full postcodes and the council's own child ids. Columns: those of ``table_columns`` the year has."""
+    from transforms.ingest.normalise import normalise_table
+    from transforms.ingest.validate import to_typed
+
+    spec = coll.table(name, year)
+    table, _ = normalise_table(pa.Table.from_pandas(raw, preserve_index=False), spec)
+    typed = to_typed(table.to_pandas(), spec, coll.date_format)
+    keep = [c for c in typed.columns if c in table_columns(coll, name)]
+    return typed[keep]
+
+
+def received_tables(collection_id: str, files: list[Path], year: int, landing: Path) -> dict[str, pd.DataFrame]:
+    """Every table in ``files`` (one return's files as landed) read with csreturns' readers and typed as the
+    rules see it (``received_frame``); tables split over several files are concatenated."""
+    from transforms.ingest.landing import identify
+    from transforms.ingest.readers.csv_tables import read_table
+    from transforms.ingest.readers.xml_records import read_records
+
+    coll = schema.collection(collection_id)
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for path in files:
+        arrival = identify(path, landing)
+        if arrival.format == "csv":
+            raw = read_table(path, coll.table(arrival.table, year)).tables
+        else:
+            raw = read_records(path, coll, [t for t in coll.tables(year) if t.collected_in(year)]).tables
+        for name, df in raw.items():
+            frames.setdefault(name, []).append(received_frame(coll, name, df, year))
+    return {n: pd.concat(f, ignore_index=True) for n, f in frames.items()}
+
+
+def run_batch(returns: list[ReturnTables], timings: dict[str, float] | None = None) -> list[pd.DataFrame]:
+    """Every rule that applies, on many returns at once: the failures of each return (``ERRORS_COLUMNS``,
+    in the order given; ``child_id`` as the return gave it).
+
+    Returns of one collection and year are registered together in ONE DuckDB connection (each row carrying
+    its ``la_code``; rows of return i numbered ``source_row + (i << 40)`` so every failure maps back to its
+    return), and each rule runs once over all of them: the fixed cost of a query is paid once per batch,
+    not once per return. Rules are written to be correct over many councils' rows (child ids compared
+    within a council, return-level failures grouped by ``la_code``); ``tests/test_rules.py`` checks that a
+    batch finds exactly what the returns checked one by one find. Two returns of the same council and year
+    go to separate batches. ``timings``: seconds per rule code, summed over batches."""
+    out: list[list[pd.DataFrame]] = [[] for _ in returns]
+    groups: dict[tuple[str, int], list[list[int]]] = {}
+    for i, r in enumerate(returns):
+        chunks = groups.setdefault((r.collection, int(r.return_year)), [])
+        for chunk in chunks:
+            if all(returns[j].la_code != r.la_code for j in chunk):
+                chunk.append(i)
+                break
+        else:
+            chunks.append([i])
+    for (collection_id, year), chunks in groups.items():
+        for chunk in chunks:
+            _run_chunk(collection_id, year, [(i, returns[i]) for i in chunk], out, timings)
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in ERRORS_COLUMNS})
+    return [pd.concat(f, ignore_index=True)[ERRORS_COLUMNS] if f else empty.copy() for f in out]
+
+
+def _run_chunk(collection_id: str, year: int, members: list[tuple[int, ReturnTables]],
+               out: list[list[pd.DataFrame]], timings: dict[str, float] | None) -> None:
+    coll = schema.collection(collection_id)
+    con = _base().cursor()
+    try:
+        sources: dict[str, dict[str, str]] = {"": {}, "previous_": {}}
+        for side in ("", "previous_"):
+            for name in coll.table_names:
+                parts, ks, las = [], [], []
+                for k, (_, r) in enumerate(members):
+                    given = (r.tables if side == "" else (r.previous or {})).get(name)
+                    if given is not None and len(given):
+                        parts.append(given if "source_row" in given.columns
+                                     else given.assign(source_row=range(1, len(given) + 1)))
+                        ks.append(np.full(len(given), k, dtype="int64"))
+                        las.append(np.full(len(given), r.la_code, dtype=object))
+                if not parts:
+                    continue
+                frame = _case_frame(coll, name, pd.concat(parts, ignore_index=True))
+                k = np.concatenate(ks)
+                frame["source_row"] = frame["source_row"].astype("int64").to_numpy() + (k << _RETURN_SHIFT)
+                frame["la_code"] = np.concatenate(las)
+                if "child_id" in frame.columns:  # the ids of two councils may coincide: qualified by the return
+                    ids = frame["child_id"]
+                    frame["child_id"] = (pd.Series(k.astype(str), index=frame.index) + _QUALIFIER
+                                         + ids.astype(object)).where(ids.notna(), None)
+                view = f"_{side}{name}_df"
+                con.register(view, frame)
+                sources[side][name] = f'"{view}"'
+        connect(coll, year, sources[""], sources["previous_"], members[0][1].la_code, con=con)
+        by_la = {r.la_code: k for k, (_, r) in enumerate(members)}
+        found_all = []
+        for r in rules(collection_id):
+            if not r.applies_to(year):
+                continue
+            started = time.perf_counter()
+            found = _run_rule(con, r, year, keep_la=True)
+            if timings is not None:
+                timings[r.code] = timings.get(r.code, 0.0) + time.perf_counter() - started
+            if not found.empty:
+                found_all.append(found.assign(code=r.code, fields=", ".join(r.fields), message=r.message))
+    finally:
+        con.close()
+    if not found_all:
+        return
+    found = pd.concat(found_all, ignore_index=True)
+    rows = pd.to_numeric(found["source_row"]).astype("Int64")
+    index = rows // (1 << _RETURN_SHIFT)
+    if index.isna().any():
+        if len(members) == 1:
+            index = index.fillna(0)
+        elif "la_code" in found.columns:
+            index = index.fillna(found["la_code"].map(by_la).astype("Int64"))
+        if index.isna().any():
+            codes = sorted(set(found.loc[index.isna(), "code"]))
+            raise RuleError(f"{collection_id} rule(s) {', '.join(codes)}: a return-level failure must select "
+                            "la_code when many returns are checked at once")
+    found["source_row"] = rows - index * (1 << _RETURN_SHIFT)
+    found["child_id"] = found["child_id"].map(lambda v: None if pd.isna(v) else str(v).split(_QUALIFIER, 1)[-1])
+    found["collection"], found["return_year"] = collection_id, int(year)
+    for k, part in found.groupby(index.to_numpy()):
+        i, ret = members[int(k)]
+        loads = ret.loads or {}
+        part = part.assign(load_id=part["table_name"].map(lambda t: loads.get(t) or ret.load_id), la_code=ret.la_code)
+        out[i].append(part[ERRORS_COLUMNS])
+
+
+# -- the ingest's call: returns as received, before quarantine and minimisation ----------------------
+PENDING_DIR = "rule_pending"   # REPO/rule_pending/<collection>/<la_code>/<year>.parquet: verdicts awaiting the load
+
+
+def check_received(repo: Repository, files: list) -> list[dict]:
+    """The DfE rules on every return a batch of landed files (``LandedFile``, read, not yet validated)
+    brings, as received: every row (also those the row checks will quarantine), full dates of birth and
+    postcodes, the council's own child ids. The one call the ingest makes (``stages.validate_batch``).
+
+    A return's tables come from the batch's files; a table of the return not in the batch, and last year's
+    return, from the repository (minimised: dates of birth to the month; its pseudonymised child ids are
+    matched back to the ids of the received rows). Only verdicts are kept: per failure the load, table,
+    source row, DfE code, message and the child's pseudonymised id, staged under ``PENDING_DIR`` until
+    ``check_returns`` (after the load commits) makes them the return's current errors. Returns one summary
+    dict per return checked."""
+    from transforms.ingest.privacy import Pseudonymiser
+
+    by_return: dict[tuple[str, str, int], dict[str, tuple[str, str]]] = {}
+    for landed in files:
+        arrival = landed.arrival
+        if not landed.readable or not arrival.la_code or arrival.return_year is None or not rules(arrival.collection):
+            continue
+        key = (arrival.collection, arrival.la_code, int(arrival.return_year))
+        tables = by_return.setdefault(key, {})
+        for name, path in landed.raw.items():
+            if name not in tables or landed.load_id > tables[name][0]:  # the newest file of a table wins
+                tables[name] = (landed.load_id, path)
+    if not by_return:
+        return []
+    pseudonymiser = Pseudonymiser.for_repository(repo.root)
+    started = time.perf_counter()
+    batch, tokens = [], []
+    for (collection_id, la_code, year), given in sorted(by_return.items()):
+        coll = schema.collection(collection_id)
+        current = {n: received_frame(coll, n, pd.read_parquet(path), year) for n, (_, path) in given.items()}
+        ids = pd.concat([f["child_id"] for f in current.values() if "child_id" in f.columns] or [pd.Series(dtype=object)])
+        ids = pd.Series(ids.dropna().unique())
+        token_of = dict(zip(ids, pseudonymiser.tokens(ids, scope=la_code)))
+        raw_of = {t: i for i, t in token_of.items()}
+        for name in coll.table_names:
+            if name not in current:
+                stored = _stored(repo, coll, name, la_code, year, raw_of)
+                if stored is not None:
+                    current[name] = stored
+        previous = {n: _as_received(coll, n, f, current, pseudonymiser) for n in coll.table_names
+                    if (f := _stored(repo, coll, n, la_code, year - 1, raw_of)) is not None}
+        loads = {n: load for n, (load, _) in given.items()}
+        loads.update({n: repo.current_load(Partition(collection_id, n, la_code, year)) for n in coll.table_names
+                      if n not in loads})
+        batch.append(ReturnTables(collection_id, la_code, year, current, previous, loads, max(loads[n] for n in given)))
+        tokens.append(token_of)
+    found = run_batch(batch)
+    seconds = time.perf_counter() - started
+    out = []
+    for ret, errors, token_of in zip(batch, found, tokens):
+        errors = errors.assign(child_id=errors["child_id"].map(lambda v: None if v is None else token_of.get(v, v)))
+        path = _pending_path(repo, ret.collection, ret.la_code, ret.return_year)
+        _write_atomic(pa.Table.from_pandas(errors.assign(run_id=ret.load_id), schema=ERRORS_SCHEMA,
+                                           preserve_index=False), path)
+        out.append({"collection": ret.collection, "la_code": ret.la_code, "return_year": ret.return_year,
+                    "load_id": ret.load_id, "errors": len(errors), "seconds": round(seconds, 3)})
+    return out
+
+
+def _pending_path(repo: Repository, collection_id: str, la_code: str, return_year: int) -> Path:
+    return repo.root / PENDING_DIR / collection_id / la_code / f"{int(return_year)}.parquet"
+
+
+def _stored(repo: Repository, coll: schema.Collection, name: str, la_code: str, year: int,
+            raw_of: dict[str, str]) -> pd.DataFrame | None:
+    """A table of the repository's current partition, child ids matched back to the received ones."""
+    path = repo.partition_file(Partition(coll.id, name, la_code, year))
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path)
+    frame = frame[[c for c in frame.columns if c in table_columns(coll, name)]]
+    if "child_id" in frame.columns:
+        frame["child_id"] = frame["child_id"].map(lambda t: None if t is None or t != t else raw_of.get(t, t))
+    return frame
+
+
+def _as_received(coll: schema.Collection, name: str, stored: pd.DataFrame, current: dict[str, pd.DataFrame],
+                 pseudonymiser) -> pd.DataFrame:
+    """Last year's rows (minimised) made comparable with this year's as received: a date kept to its month
+    that is the month of the child's date this year becomes that date (rules such as 203 compare them: a
+    child whose date of birth is unchanged must not fail for its day), and a nationally pseudonymised id
+    (UPN) whose token is that of an id received this year becomes that id. Anything else stays as stored."""
+    out = stored.copy()
+    for col in coll.table(name, None).columns:
+        if col.out not in out.columns or col.privacy not in ("month", "pseudonymise_national"):
+            continue
+        if col.privacy == "month" and "child_id" in out.columns:
+            known: dict = {}
+            for frame in current.values():
+                if col.out in frame.columns and "child_id" in frame.columns:
+                    pairs = frame[["child_id", col.out]].dropna()
+                    known.update(zip(pairs["child_id"], pairs[col.out]))
+            full = out["child_id"].map(known)
+            same_month = full.map(lambda d: d.replace(day=1) if d is not None and d == d else None) == out[col.out]
+            out[col.out] = out[col.out].where(~same_month, full)
+        elif col.privacy == "pseudonymise_national":
+            values = pd.Series(pd.concat([f[col.out] for f in current.values() if col.out in f.columns]
+                                         or [pd.Series(dtype=object)]).dropna().unique())
+            back = dict(zip(pseudonymiser.tokens(values), values))
+            out[col.out] = out[col.out].map(lambda t: t if t is None or t != t else back.get(t, t))
+    return out
+
+
+def _take_pending(repo: Repository, collection_id: str, la_code: str, return_year: int) -> pd.DataFrame | None:
+    path = _pending_path(repo, collection_id, la_code, return_year)
+    if not path.exists():
+        return None
+    return pq.read_table(path).to_pandas()[ERRORS_COLUMNS]
+
+
 # -- a whole return from the repository ------------------------------------------------------------
 def _partition_source(repo: Repository, coll: schema.Collection, name: str, la_code: str, year: int) -> str | None:
     path = repo.partition_file(Partition(coll.id, name, la_code, year))
@@ -466,7 +739,11 @@ def check_return(repo: Repository, collection_id: str, la_code: str, return_year
     of a return (by ``run_id``, taken before reading the partitions) is the one the catalogue shows."""
     run_id = new_load_id()
     started = time.perf_counter()
-    errors = run_return(repo, collection_id, la_code, return_year, load_id)
+    pending = _take_pending(repo, collection_id, la_code, return_year)
+    if pending is not None:  # checked as received (check_received), before the load
+        errors = pending
+    else:                    # e.g. last year's return changed: this one again, from the repository
+        errors = run_return(repo, collection_id, la_code, return_year, load_id)
     coll = schema.collection(collection_id)
     loads = sorted({x for n in coll.table_names
                     if (x := repo.current_load(Partition(collection_id, n, la_code, return_year)))})
@@ -477,6 +754,8 @@ def check_return(repo: Repository, collection_id: str, la_code: str, return_year
            "return_year": int(return_year), "loads": loads, "rules_run": sum(r.applies_to(return_year) for r in rules(collection_id)),
            "errors": len(errors), "seconds": round(seconds, 3), "checked_at": datetime.now(timezone.utc)}
     _write_atomic(pa.Table.from_pylist([run], schema=RUNS_SCHEMA), repo.root / RUNS_DIR / f"{load_id}.parquet")
+    if pending is not None:
+        _pending_path(repo, collection_id, la_code, return_year).unlink(missing_ok=True)
     return {**run, "checked_at": run["checked_at"].isoformat()}
 
 
@@ -492,9 +771,12 @@ def check_returns(repo: Repository, ledger_rows: Iterable[dict]) -> list[dict]:
     committed: SSDA903 CSV tables arrive as one file per table, and the rules need the whole return."""
     latest: dict[tuple, str] = {}
     for row in ledger_rows:
-        if row.get("status") not in ("loaded", "partly_loaded") or not row.get("la_code"):
+        if not row.get("la_code") or row.get("return_year") is None:
             continue
         key = (row["collection"], row["la_code"], int(row["return_year"]))
+        if row.get("status") not in ("loaded", "partly_loaded") and not (
+                row.get("status") == "rejected" and _pending_path(repo, *key).exists()):
+            continue  # a file whose every row failed a row check was still checked as received
         if rules(key[0]):
             latest[key] = max(latest.get(key, ""), row["load_id"])
             # next year's rules read this return as last year's: check it again if it is loaded

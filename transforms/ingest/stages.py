@@ -84,6 +84,9 @@ def _read(arrival: Arrival) -> RawTables:
         return read_table(arrival.path, coll.table(arrival.table, arrival.return_year))
     year = arrival.return_year
     tables = [t for t in coll.tables(year) if year is None or t.collected_in(year)]
+    if arrival.format == "ods":
+        from transforms.ingest.readers.ods import read_ods_tables
+        return read_ods_tables(arrival.path, coll)
     if arrival.format == "xlsx":
         from transforms.ingest.readers.xlsx import read_xlsx
         return read_xlsx(arrival.path, coll, tables)
@@ -111,6 +114,7 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
     GX's fixed cost per run (building its metric graph, ~0.5 s) dwarfs its cost per row. Uniqueness is
     checked within each file, and each file's rows are split back out afterwards.
     """
+    check_rules_as_received(repo, files)
     pseudonymiser = Pseudonymiser.for_repository(repo.root)
     groups: dict[tuple, list[LandedFile]] = {}
     quarantine: dict[str, list[dict]] = {}      # load_id -> quarantined rows, staged once per file
@@ -143,6 +147,21 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
             landed.quarantine_rows = str(path)
     return files
+
+
+def check_rules_as_received(repo: Repository, files: list[LandedFile]) -> None:
+    """The DfE rules on each return the batch brings, as received: before the row checks quarantine rows and
+    before minimisation (``rules.check_received``; only verdicts are kept, published by the ``check_rules``
+    step after the load). A failing rule is a bug in the rule: logged here, and raised by ``check_rules``,
+    which then checks the return from the repository."""
+    from transforms.ingest.rules import RuleError, check_received
+
+    try:
+        for run in check_received(repo, files):
+            log.info("DfE rules on %s %s %s as received: %s failure(s)", run["collection"], run["la_code"],
+                     run["return_year"], run["errors"])
+    except RuleError:
+        log.exception("DfE rules could not run on the returns as received")
 
 
 def _normalised(landed: LandedFile, name: str, spec: schema.Table | None) -> pd.DataFrame:

@@ -185,16 +185,24 @@ def _meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
     return {"field": field_name or "", "rule": rule, "message": message}
 
 
+def _public_meta(field_name: str | None, rule: str, message: str) -> dict[str, str]:
+    """A check of published statistics: no personal data, so the failing value is quoted as it is."""
+    return {**_meta(field_name, rule, message), "quote": "public"}
+
+
 QUOTABLE = 8   # a code-list value this short, of a column that holds no personal data, is quoted in messages
 
 
-def shown_value(value, quote: bool) -> str:
-    """A failing value as a message shows it (issue 11, kind 6): quoted only when ``quote`` (a code column
-    without privacy) and it is a short code-like token; otherwise described by its shape, so that no
-    identifier, date of birth, postcode or over-long cell reaches a message."""
+def shown_value(value, quote: bool | str) -> str:
+    """A failing value as a message shows it (issue 11, kind 6): quoted when ``quote`` is ``"public"``
+    (published statistics, up to 40 characters) or true (a code column without privacy) and it is a short
+    code-like token; otherwise described by its shape, so that no identifier, date of birth, postcode or
+    over-long cell of a return reaches a message."""
     if value is None or (isinstance(value, float) and value != value):
         return "(empty)"
     text = str(value)
+    if quote == "public" and len(text) <= 40:
+        return repr(text)
     if quote and len(text) <= QUOTABLE and text.replace(".", "").replace("-", "").isalnum():
         return repr(text)
     kinds = [w for w, ok in (("digits", any(c.isdigit() for c in text)), ("letters", any(c.isalpha() for c in text)),
@@ -265,20 +273,20 @@ def build_suite(table: Table, date_format: str, batch_column: str | None = None)
 def build_published_suite(coll: Collection, measures: list[str]) -> gx.ExpectationSuite:
     gx, gxe, custom = _gx()
     symbols = sorted(str(s).lower() for s in coll.spec["suppression_symbols"])
-    expectations = [gxe.ExpectColumnToExist(column=c, meta=_meta(c, "structure", "required column"))
+    expectations = [gxe.ExpectColumnToExist(column=c, meta=_public_meta(c, "structure", "required column"))
                     for c in coll.spec["required_columns"]]
     expectations += [
-        gxe.ExpectColumnValuesToNotBeNull(column="time_period", meta=_meta("time_period", "required", "time_period is empty")),
+        gxe.ExpectColumnValuesToNotBeNull(column="time_period", meta=_public_meta("time_period", "required", "time_period is empty")),
         gxe.ExpectColumnValuesToMatchRegex(
             column="time_period", regex=r"^\d{4}(?:\d{2})?$",
-            meta=_meta("time_period", "pattern", "time_period {value!r} is not YYYY or YYYYYY")),
+            meta=_public_meta("time_period", "pattern", "time_period {value!r} is not YYYY or YYYYYY")),
         gxe.ExpectColumnValuesToBeInSet(
             column="geographic_level", value_set=GEOGRAPHIC_LEVELS,
-            meta=_meta("geographic_level", "code_list", "geographic_level {value!r} is not a known EES level")),
+            meta=_public_meta("geographic_level", "code_list", "geographic_level {value!r} is not a known EES level")),
     ]
     expectations += [custom.ExpectColumnValuesToBeNumbersOrSymbols(
         column=m, symbols=symbols,
-        meta=_meta(m, "number_or_symbol", f"{m} {{value!r}} is neither a number nor a suppression symbol"))
+        meta=_public_meta(m, "number_or_symbol", f"{m} {{value!r}} is neither a number nor a suppression symbol"))
         for m in measures]
     return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
 
@@ -291,7 +299,7 @@ def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
     symbols = sorted(str(s).lower() for s in coll.spec["suppression_symbols"])
     for name in [*breakdowns(coll), *measures(coll)]:
         expectations.append(gxe.ExpectColumnToExist(
-            column=name, meta=_meta(name, "structure", f"{coll.id} declares {name}")))
+            column=name, meta=_public_meta(name, "structure", f"{coll.id} declares {name}")))
     for name, spec in measures(coll).items():
         if name not in found:
             continue
@@ -300,7 +308,7 @@ def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
         bounds = "" if low is None and high is None else f" in {low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
         expectations.append(custom.ExpectColumnValuesToBeNumbersOrSymbolsWithin(
             column=name, symbols=symbols, min_value=low, max_value=high,
-            meta=_meta(name, "number_or_symbol", f"{name} {{value!r}} is neither a {spec.get('unit', 'number')}"
+            meta=_public_meta(name, "number_or_symbol", f"{name} {{value!r}} is neither a {spec.get('unit', 'number')}"
                        f"{bounds} nor a suppression symbol")))
     return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
 
@@ -342,7 +350,7 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
         column = r.expectation_config.kwargs.get("column")
         values = frame[column].to_numpy()[indices] if column in frame.columns else [None] * len(indices)
         template = meta.get("message", r.expectation_config.type)
-        quote = meta.get("quote") == "yes"
+        quote = {"yes": True, "public": "public"}.get(meta.get("quote"), False)
         for idx, value in zip(indices, values):
             failures.setdefault(int(idx), []).append(
                 {"field": meta.get("field", ""), "rule": meta.get("rule", r.expectation_config.type),

@@ -31,15 +31,17 @@ def output_to(path: Path) -> Iterator[None]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    streams = sys.stdout, sys.stderr
     try:
-        with open(path, "ab") as fh:
+        with open(path, "ab") as fh, open(path, "a", buffering=1, encoding="utf-8", errors="replace") as text:
             os.dup2(fh.fileno(), 1)
             os.dup2(fh.fileno(), 2)
+            sys.stdout = sys.stderr = text  # also when sys.stdout is not fd 1 (e.g. under a test runner)
             try:
                 yield
             finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
+                text.flush()
+                sys.stdout, sys.stderr = streams
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)
     finally:

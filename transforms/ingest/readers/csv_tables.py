@@ -8,8 +8,10 @@ header row is refused (``UnreadableFile``) with a reason that says exactly that.
 """
 from __future__ import annotations
 
+import csv
 import io
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -54,8 +56,12 @@ def read_csv_strings(path: Path) -> tuple[pd.DataFrame, str]:
         raise UnreadableFile(str(exc)) from None
     skip = leading_blank_lines(text)
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],
-                         skip_blank_lines=False, skiprows=skip, engine="c", index_col=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""],
+                             skip_blank_lines=False, skiprows=skip, engine="c", index_col=False)
+        if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+            _refuse_cells_beyond_header(text, skip)
     except pd.errors.ParserError as exc:
         raise UnreadableFile(f"not a well-formed CSV: {_parser_problem(exc, skip)}") from None
     except pd.errors.EmptyDataError:
@@ -69,6 +75,22 @@ def read_csv_strings(path: Path) -> tuple[pd.DataFrame, str]:
     for col in df.columns[1:]:
         df[col] = df[col].str.strip().replace("", None)
     return df.reset_index(drop=True), encoding
+
+
+def _refuse_cells_beyond_header(text: str, skip: int) -> None:
+    """Rows longer than the header lose their extra cells in pandas: harmless when those cells are empty
+    (an export that ends rows with a separator), a silent loss when not, so then the file is refused."""
+    reader = csv.reader(io.StringIO(text))
+    width = None
+    for row in reader:
+        if reader.line_num <= skip:
+            continue
+        if width is None:
+            width = len(row)
+            continue
+        if any(cell.strip() for cell in row[width:]):
+            raise UnreadableFile(f"line {reader.line_num} has {len(row)} cells, the header {width}: "
+                                 "a value beyond the last named column would be lost")
 
 
 def _parser_problem(exc: Exception, skip: int) -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from transforms import schema
+from transforms.ingest.readers import RawTables
 
 CSC_CLASSES = {"UA", "MD", "London", "LB", "SC"}
 _COUNCIL = re.compile(r"^E0[6-9]\d{6}$|^E10\d{6}$")
@@ -109,3 +110,15 @@ def read_ro3(path: Path | str) -> pd.DataFrame:
                         _number(row[j]) if j < len(row) else None))
     return pd.DataFrame(out, columns=["ons_code", "la_code", "la_name", "la_class", "service", "line", "ro_code",
                                       "value"])
+
+
+def read_ods_tables(path: Path | str, coll: schema.Collection) -> RawTables:
+    """An RO3 workbook as the raw text table of ``coll`` (its one table), ``source_row`` numbering the
+    long rows in reading order (council by council, column by column)."""
+    frame = read_ro3(path)
+    (table,) = [t.name for t in coll.tables()][:1]
+    raw = frame.astype(object).where(frame.notna(), None)
+    raw["value"] = [None if v is None else repr(float(v)) for v in raw["value"]]
+    raw = raw.astype(object).where(raw.notna(), None)
+    raw.insert(0, "source_row", range(1, len(raw) + 1))
+    return RawTables({table: raw})
