@@ -137,7 +137,7 @@ class DuckdbValidator:
     def typed(self, query: str) -> pa.Table:
         """A query over the staged batch, as Arrow."""
         self.duckdb.abort()
-        return self.duckdb.execute(query).to_arrow_table()
+        return self.duckdb.sql(query).to_arrow_table()   # execute() would copy the rows once more
 
     def duplicated_rows(self, columns: list[str]) -> list[int]:
         """Row numbers of the staged batch whose values in ``columns`` recur, by GX's SQL definition (a
