@@ -371,7 +371,8 @@ def test_collections_command_lists_all_forty_with_what_the_repository_holds(load
     ids, _ = domain_catalogue()
     catalogue = set(ids) | {c for c in listed if c.startswith("ees_")}
     assert len(catalogue) == 40 + sum(EES_BEYOND_CATALOGUE.values()) and catalogue <= set(listed)
-    assert set(listed) - catalogue == {"published"}            # the catch-all for unclaimed EES files
+    # beyond the catalogue: the catch-all for unclaimed EES files, and the RO3 revenue outturn (spend, from MHCLG)
+    assert set(listed) - catalogue == {"published", "spend_ro3"}
     for row in listed.values():
         assert row["owner"] and row["cadence"] and row["grain"] and row["formats"]
     assert listed["ssda903"]["change_years"] == ", ".join(map(str, schema.collection("ssda903").change_years))
