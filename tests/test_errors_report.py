@@ -54,7 +54,7 @@ def child(child_id: str, closure: str, cp_end: str) -> str:
     </Child>"""
 
 
-# Child B's CIN episode closes before its referral (8630: and so before its CP plan ends, 8565);
+# Child B's CIN episode closes before its referral (8630) and before its CP plan ends (8565, on both rows);
 # child C's CP plan ends before it starts (8925).
 WITH_ERRORS = cin_message("301", child("A1", "2024-01-10", "2023-12-01") + child("B2", "2023-06-01", "2023-06-30")
                           + child("C3", "2024-02-01", "2023-06-19"))
@@ -85,11 +85,15 @@ def catalogue(repo_root: Path, query: str):
 def test_known_errors_in_a_cin_return_reach_validation_errors_with_their_source_rows(loaded):
     _, repo_root, rows = loaded
     found = catalogue(repo_root, """SELECT code, table_name, source_row, fields, load_id, la_code, return_year
-                                    FROM validation_errors WHERE code <> '2887Q' ORDER BY code""")
+                                    FROM validation_errors WHERE code <> '2887Q' ORDER BY code, table_name""")
     assert catalogue(repo_root, "SELECT table_name, source_row FROM validation_errors WHERE code = '2887Q'") == [
         ("disabilities", None)]
     load_id = rows[0]["load_id"]
     assert found == [
+        # 8565 names both rows it compares, as DfE's report does: the closed episode and the plan ending after it
+        ("8565", "cp_plans", line_of(WITH_ERRORS, "ChildProtectionPlans", 2),
+         "CINclosureDate, AssessmentActualStartDate, AssessmentAuthorisationDate, S47ActualStartDate, "
+         "DateOfInitialCPC, CINPlanStartDate, CINPlanEndDate, CPPendDate", load_id, "301", 2024),
         ("8565", "episodes", line_of(WITH_ERRORS, "CINdetails", 2),
          "CINclosureDate, AssessmentActualStartDate, AssessmentAuthorisationDate, S47ActualStartDate, "
          "DateOfInitialCPC, CINPlanStartDate, CINPlanEndDate, CPPendDate", load_id, "301", 2024),
@@ -142,6 +146,7 @@ def test_errors_command_writes_csv_and_xlsx_one_row_per_failing_record_and_rule(
     assert set(csv["severity"]) == {"error"}  # (2887Q, a query, comes after them: errors first)
     assert set(csv["la"]) == {"301"} and set(csv["year"]) == {"2024"}
     assert sorted(zip(csv["code"], csv["table"], csv["source_row"].astype(int))) == [
+        ("8565", "cp_plans", line_of(WITH_ERRORS, "ChildProtectionPlans", 2)),
         ("8565", "episodes", line_of(WITH_ERRORS, "CINdetails", 2)),
         ("8630", "episodes", line_of(WITH_ERRORS, "CINdetails", 2)),
         ("8925", "cp_plans", line_of(WITH_ERRORS, "ChildProtectionPlans", 3))]
@@ -152,7 +157,7 @@ def test_errors_command_writes_csv_and_xlsx_one_row_per_failing_record_and_rule(
     assert len(list(book["errors"].iter_rows())) == 1 + len(csv)  # the errors sheet: errors only
     summary = [tuple(c.value for c in r) for r in book["summary"].iter_rows(min_row=2)]
     assert [(row[0], row[1], row[3]) for row in summary] == [
-        ("error", "8565", 1), ("error", "8630", 1), ("error", "8925", 1), ("query", "2887Q", 1)]
+        ("error", "8565", 2), ("error", "8630", 1), ("error", "8925", 1), ("query", "2887Q", 1)]
     assert len(list(book["queries"].iter_rows())) == 2
     assert "pseudonymised" in " ".join(str(r[0].value) for r in book["about"].iter_rows())
     assert "pseudonymised" in capsys.readouterr().out
@@ -195,14 +200,14 @@ def test_a_resubmission_replaces_the_earlier_errors_of_the_return(tmp_path):
     # both checks are kept, immutable, one file per load
     kept = {p.stem for p in (repo_root / rules.ERRORS_DIR).glob("*.parquet")}
     assert kept == {first, second}
-    assert len(pd.read_parquet(repo_root / rules.ERRORS_DIR / f"{first}.parquet")) == 3 + len(RETURN_QUERIES)
+    assert len(pd.read_parquet(repo_root / rules.ERRORS_DIR / f"{first}.parquet")) == 4 + len(RETURN_QUERIES)
 
 
 def test_each_loaded_file_gets_its_own_error_report_beside_the_repository(loaded):
     _, repo_root, rows = loaded
     written = error_report.write_file_reports(Repository(repo_root), rows)
     assert [p.relative_to(repo_root).parts[:4] for p in written] == [("errors", "cin_census", "301", "2024")]
-    assert sorted(pd.read_csv(written[0], dtype=str)["code"]) == ["2887Q", "8565", "8630", "8925"]
+    assert sorted(pd.read_csv(written[0], dtype=str)["code"]) == ["2887Q", "8565", "8565", "8630", "8925"]
 
 
 def test_check_rules_runs_after_load_and_before_publish_in_the_collection_dag():
@@ -226,4 +231,4 @@ def test_the_collection_dag_checks_rules_and_writes_each_files_error_report(tmp_
     assert {ti.task_id for ti in run.get_task_instances() if ti.state == "success"} >= {"load", "check_rules", "publish"}
     reports = list((repo_root / "errors" / "cin_census" / "301" / "2024").glob("CIN_Census_2024.xml.*.csv"))
     assert len(reports) == 1
-    assert sorted(pd.read_csv(reports[0], dtype=str)["code"]) == ["2887Q", "8565", "8630", "8925"]
+    assert sorted(pd.read_csv(reports[0], dtype=str)["code"]) == ["2887Q", "8565", "8565", "8630", "8925"]
