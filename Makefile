@@ -35,8 +35,10 @@ ui: $(BIN)/csreturns
 	$(BIN)/airflow standalone
 
 ## make test: the test suite (CI runs this)
+## one pytest worker per core (CI has two); a test file's tests stay together in one worker
+TEST_WORKERS ?= auto
 test: $(BIN)/csreturns chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## headless Chromium for the report's browser test: Debian's package, installed when missing (as root, with apt)
 chromium:
