@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -784,8 +785,10 @@ def check_return(repo: Repository, collection_id: str, la_code: str, return_year
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``path`` whole or not at all. The temporary file is the writer's own (two ingests may check the same
+    return at once: a shared temporary name let one replace the other's and fail with FileNotFoundError)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
 
