@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from transforms.ingest.readers.text import decode
 from transforms.synthetic.generator import generate_landing
 
 YEARS = (2024, 2025)
@@ -53,11 +54,7 @@ def place_codes(year: int) -> set[str]:
 
 
 def read_table(path: Path) -> tuple[list[str], list[dict]]:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("cp1252")
+    text, _ = decode(path.read_bytes())
     rows = list(csv.reader(io.StringIO(text)))
     return rows[0], [dict(zip(rows[0], r)) for r in rows[1:]]
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from transforms import settings
+from transforms.ingest.readers.text import decode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,11 +87,7 @@ def land_rejected_file(landing: Path) -> Path:
     if not episodes:
         raise FileNotFoundError(f"no SSDA903 episodes CSV under {landing} to derive a rejected file from")
     source = episodes[-1]
-    raw = source.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("cp1252")
+    text, _ = decode(source.read_bytes())
     rows = list(csv.reader(io.StringIO(text)))
     drop = {i for i, name in enumerate(rows[0]) if name in ("DECOM", "RNE")}
     out = io.StringIO()
