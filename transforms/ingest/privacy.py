@@ -190,31 +190,10 @@ def postcode_district(values: pd.Series) -> pd.Series:
     return full.fillna(outward).astype(object).where(full.fillna(outward).notna(), None)
 
 
-def month_of(values: pd.Series) -> pd.Series:
-    return values.map(lambda d: d.replace(day=1) if d is not None and not pd.isna(d) else None)
-
-
-def protect(typed: pd.DataFrame, table: Table, la_code: str | None, pseudonymiser: Pseudonymiser) -> pd.DataFrame:
-    """Apply each column's declared treatment to a typed table before it is stored."""
-    out = typed.copy()
-    for col in table.columns:
-        if col.out not in out.columns or col.privacy is None:
-            continue
-        if col.privacy == "pseudonymise":
-            out[col.out] = pseudonymiser.tokens(out[col.out], scope=la_code or "")
-        elif col.privacy == "pseudonymise_national":
-            out[col.out] = pseudonymiser.tokens(out[col.out])
-        elif col.privacy == "month":
-            out[col.out] = month_of(out[col.out])
-        elif col.privacy == "postcode_district":
-            out[col.out] = postcode_district(out[col.out])
-        elif col.privacy == "drop":
-            out = out.drop(columns=[col.out])
-    return out
-
-
 def protect_arrow(typed: pa.Table, table: Table, la_code: str | None, pseudonymiser: Pseudonymiser) -> pa.Table:
-    """``protect`` on an Arrow table (typed in DuckDB): the same treatments, column at a time in Arrow compute."""
+    """Apply each column's declared treatment (``privacy:`` in the schema) to a typed table before it is stored:
+    pseudonymise (HMAC per council), pseudonymise_national, month, postcode_district or drop, column at a time
+    in Arrow compute."""
     out = typed
     for col in table.columns:
         if col.out not in out.column_names or col.privacy is None:
