@@ -25,7 +25,7 @@ from transforms.store.repository import Repository
 
 pytestmark = pytest.mark.slow
 
-VOLATILE = {"load_id", "run_id", "received_at", "checked_at", "seconds", "last_load", "replaces", "duplicate_of"}
+VOLATILE = {"load_id", "run_id", "received_at", "checked_at", "seconds", "last_load", "replaces", "duplicate_of", "superseded_by"}
 
 
 def _ingest_child(landing: str, repo: str, point: str | None, after: int) -> None:

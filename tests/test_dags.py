@@ -1,7 +1,10 @@
 """The DAGs import cleanly, are generated from schemas/, and really run through Airflow."""
 import os
+import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 
 import duckdb
 import pytest
@@ -80,3 +83,122 @@ def test_rejections_are_listed_with_their_reasons_and_fail_the_task():
         report_rejections("ssda903", rows)
     assert report_rejections("ssda903", rows[:1]) == {"files": 1, "rejected": 0, "with_quarantined_rows": 1,
                                                       "rows_quarantined": 2}
+
+
+def test_the_refresh_waits_while_a_collection_run_is_queued_or_running_and_at_most_its_settle_time():
+    from transforms.orchestration.settle import settled
+
+    assert settled(active=2, waited=30, max_wait=900) is None            # the burst is still landing
+    done = settled(active=0, waited=30, max_wait=900)
+    assert done is not None and not done.timed_out and "no collection run" in done.describe()
+    late = settled(active=1, waited=900, max_wait=900)                    # a stuck collection delays no one long
+    assert late is not None and late.timed_out and late.active == 1 and "1 collection run(s)" in late.describe()
+
+
+def _one_council(tmp_path):
+    from transforms.run import ingest
+
+    landing, repo_root = tmp_path / "landing", tmp_path / "repository"
+    put(landing, "301/ssda903/year=2018/header.csv", need(SAMPLES / "ssda903" / "header.csv"))
+    ingest(landing, repo_root, refresh=False)      # loaded; the catalogue is the refresh DAG's to build
+    return landing, repo_root
+
+
+def test_a_refresh_with_nothing_new_since_the_last_build_skips_the_rebuild(airflow_db, dagbag, tmp_path):
+    from transforms.run import ingest
+
+    landing, repo_root = _one_council(tmp_path)
+    refresh = dagbag.dags["repository_refresh"]
+    conf = {"landing": str(landing), "repo": str(repo_root)}
+
+    def states(run):
+        return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+    assert states(refresh.test(run_conf=conf))["build_catalogue"] == "success"
+    assert states(refresh.test(run_conf=conf))["build_catalogue"] == "skipped"
+    put(landing, "302/ssda903/year=2018/header.csv", need(SAMPLES / "ssda903" / "header.csv"))
+    ingest(landing, repo_root, only_new=True, refresh=False)
+    assert states(refresh.test(run_conf=conf))["build_catalogue"] == "success"
+
+
+@pytest.mark.slow
+def test_collections_landing_together_are_refreshed_by_one_catalogue_build(airflow_db, tmp_path):
+    """The real scheduler and LocalExecutor: two collections' assets change while a third collection's run
+    is still going; it then changes too. One run builds the catalogue after all three; the run Airflow starts
+    for the event that came during the wait rebuilds nothing."""
+    import time
+    from datetime import datetime, timezone
+
+    from airflow.assets.manager import asset_manager
+    from airflow.models.dagrun import DagRun
+    from airflow.serialization.definitions.assets import SerializedAssetUniqueKey
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    landing, repo_root = _one_council(tmp_path)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "CSRETURNS_REPO": str(repo_root), "CSRETURNS_LANDING": str(landing),
+           "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
+           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+           "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1", "AIRFLOW__CORE__PARALLELISM": "2",
+           "AIRFLOW__LOGGING__BASE_LOG_FOLDER": os.environ.get("UI_DEBUG_LOGS", str(tmp_path / "logs"))}
+    airflow = [sys.executable, "-m", "airflow"]
+    for args in (["dags", "reserialize"], ["dags", "unpause", "repository_refresh"], ["pools", "set",
+                 "csreturns_writer", "1", "catalogue builds, one at a time"]):
+        done = subprocess.run(airflow + args, capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    with create_session() as session:   # a collection run still going (its DAG paused: nothing executes it)
+        session.add(DagRun(dag_id="collect_sen2", run_id="landing_together", run_type="manual",
+                           state=DagRunState.QUEUED, run_after=datetime.now(timezone.utc)))
+
+    def event(collection):
+        with create_session() as session:
+            asset_manager.register_asset_change(
+                asset=SerializedAssetUniqueKey(name=f"csreturns_{collection}",
+                                               uri=f"file://csreturns/parquet/{collection}"), session=session)
+
+    def refresh_runs():
+        with create_session() as session:
+            runs = session.query(DagRun).filter(DagRun.dag_id == "repository_refresh",
+                                                DagRun.run_type == "asset_triggered").order_by(DagRun.id).all()
+            return [(r.run_id, r.state, {ti.task_id: ti.state for ti in r.get_task_instances(session=session)},
+                     {e.asset.name for e in r.consumed_asset_events}) for r in runs]
+
+    def wait_for(condition, what, seconds=300):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if condition(refresh_runs()):
+                return
+            time.sleep(2)
+        raise AssertionError(f"{what}: {refresh_runs()}\n{scheduler_log.read_text()[-3000:]}")
+
+    scheduler_log = tmp_path / "scheduler.log"     # the scheduler's, and the api-server tasks report to
+    services = [subprocess.Popen(airflow + [name], env=env, stdout=scheduler_log.open("a"), stderr=subprocess.STDOUT,
+                                 start_new_session=True) for name in ("api-server", "scheduler")]
+    try:
+        deadline = time.monotonic() + 300
+        while True:                      # tasks report to the api-server: start nothing before it answers
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, scheduler_log.read_text()[-3000:]
+                time.sleep(2)
+        event("ssda903")
+        event("cin_census")
+        wait_for(lambda runs: runs and runs[0][2].get("settle") == "up_for_reschedule", "the first run settles")
+        event("sen2")                                               # sen2's run ends: its event comes last
+        with create_session() as session:
+            session.query(DagRun).filter(DagRun.run_id == "landing_together").update({"state": DagRunState.SUCCESS})
+        wait_for(lambda runs: len(runs) == 2 and all(r[1] in ("success", "failed") for r in runs), "both runs end")
+    finally:
+        for service in services:
+            os.killpg(service.pid, signal.SIGTERM)
+        for service in services:
+            service.wait(timeout=60)
+    first, second = refresh_runs()
+    assert first[1] == "success" and first[2]["build_catalogue"] == "success"
+    assert {"csreturns_ssda903", "csreturns_cin_census"} <= first[3] and "csreturns_sen2" not in first[3]
+    assert second[1] == "success" and second[2]["build_catalogue"] == "skipped" and second[3] == {"csreturns_sen2"}

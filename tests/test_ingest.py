@@ -169,6 +169,44 @@ def test_a_resubmission_replaces_the_earlier_rows_for_that_la_table_and_year(lan
         ("301", 3, True), ("302", 1, True)]
 
 
+def test_a_load_whose_rows_a_resubmission_replaced_reads_as_superseded_naming_that_load(landing, repo_root):
+    put(landing, "301/year=2024/header.csv", HEADER + "C1,1,01/05/2012,WBRI,,,\nC2,2,01/05/2013,WBRI,,,\n")
+    [first] = ingest(landing, repo_root)
+    put(landing, "301/year=2024/header.csv", HEADER + "C1,1,01/05/2012,WBRI,,,\n")
+    [second] = ingest(landing, repo_root, only_new=True)
+    assert sql(repo_root, "SELECT load_id, status, superseded_by FROM load_ledger ORDER BY load_id") == [
+        (first["load_id"], "superseded", second["load_id"]), (second["load_id"], "loaded", None)]
+    assert Repository(repo_root).ledger()["status"].tolist() == ["superseded", "loaded"]
+
+
+def test_rows_loaded_over_the_loads_not_superseded_are_the_rows_the_repository_holds(landing, repo_root):
+    """Per council, collection and year, after resubmissions of a CSV table and of a whole XML return."""
+    episodes = need(SAMPLES / "ssda903" / "episodes.csv").read_text().splitlines(keepends=True)
+    put(landing, "301/ssda903/year=2018/episodes.csv", "".join(episodes))
+    put(landing, "301/ssda903/year=2018/header.csv", SAMPLES / "ssda903" / "header.csv")
+    cin = need(SAMPLES / "cin_census" / "CIN_Census_2024.xml")
+    put(landing, "201/cin/a_CIN_Census_2024.xml", cin)
+    ingest(landing, repo_root)
+    put(landing, "301/ssda903/year=2018/episodes.csv", "".join(episodes[:len(episodes) // 2]))
+    put(landing, "201/cin/b_CIN_Census_2024_resubmitted.xml", cin.read_text().replace("DfEX0000001", "DfEX0000009"))
+    ingest(landing, repo_root, only_new=True)
+    publish(Repository(repo_root))
+
+    repo = Repository(repo_root)
+    held: dict[tuple, int] = {}
+    for rel, path in repo.snapshot().partitions.items():
+        parts = dict(p.split("=", 1) for p in rel.split("/"))
+        key = (parts["collection"], parts["la_code"], int(parts["return_year"]))
+        held[key] = held.get(key, 0) + pq.read_metadata(path).num_rows
+    ledger = repo.ledger()
+    assert (ledger["status"] == "superseded").sum() == 2
+    current = ledger[ledger["status"] != "superseded"]
+    assert current.groupby(["collection", "la_code", "return_year"])["rows_loaded"].sum().to_dict() == held
+    assert dict(((c, la, y), n) for c, la, y, n in sql(repo_root, """
+        SELECT collection, la_code, return_year, sum(rows_loaded) FROM load_ledger
+        WHERE status <> 'superseded' GROUP BY ALL""")) == held
+
+
 def test_a_crash_after_staging_leaves_the_old_data_and_is_finished_by_the_next_writer(landing, repo_root, monkeypatch):
     put(landing, "301/year=2024/header.csv", HEADER + "C1,1,01/05/2012,WBRI,,,\n")
     ingest(landing, repo_root)

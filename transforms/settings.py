@@ -47,6 +47,9 @@ class Settings(BaseModel):
     smtp_conn_id: str = Field("smtp_default", description="The Airflow connection of the mail server")
     batch_submissions: int = Field(25, gt=0, description=(
         "Council returns per mapped task instance (lower spreads a collection over more workers)"))
+    refresh_settle_seconds: int = Field(900, ge=0, description=(
+        "How long repository_refresh waits at most for collection DAG runs still queued or running before it "
+        "rebuilds, so collections landing together are refreshed by one run"))
     sources: str = Field("", description=(
         "Remote landing areas as JSON {name: {conn_id, path, ...}}: one fetch_<name> DAG each (see README)"))
     report: Path | None = Field(None, description="Where the HTML report is written (default REPO/report)")

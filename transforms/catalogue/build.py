@@ -27,6 +27,7 @@ from transforms.store.repository import (
     QUARANTINE_SCHEMA,
     OutOfSpace,
     Repository,
+    SUPERSEDED,
     Snapshot,
     is_out_of_space,
 )
@@ -79,6 +80,26 @@ def _create_file_view(con, name: str, directory: Path, arrow_schema) -> None:
         con.register(f"{name}_empty", empty)
         con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM "{name}_empty"')
         con.unregister(f"{name}_empty")
+
+
+def _create_ledger_view(con, repo: Repository, snapshot: Snapshot) -> None:
+    """``load_ledger``: the ledger's files as written, with a load whose rows resubmissions replaced read as
+    ``superseded`` and ``superseded_by`` naming the load that replaced them (``Repository.superseded``, as of
+    ``snapshot``)."""
+    files = sorted(repo.ledger_dir.glob("*.parquet"))
+    if not files:
+        _create_file_view(con, "load_ledger", repo.ledger_dir, LEDGER_SCHEMA)
+        con.execute("ALTER TABLE load_ledger ADD COLUMN superseded_by VARCHAR")
+        return
+    gone = repo.superseded(snapshot)
+    values = ", ".join(f"({literal(old)}, {literal(new)})" for old, new in sorted(gone.items()))
+    replaced = (f"(VALUES {values}) AS s(load_id, superseded_by)" if values else
+                "(SELECT NULL::VARCHAR AS load_id, NULL::VARCHAR AS superseded_by WHERE false) AS s")
+    con.execute(f"""CREATE VIEW load_ledger AS
+        SELECT l.* REPLACE (CASE WHEN s.superseded_by IS NULL THEN l.status ELSE {literal(SUPERSEDED)} END AS status),
+               s.superseded_by
+        FROM read_parquet({_files(files)}, union_by_name=true) l LEFT JOIN {replaced} USING (load_id)
+        ORDER BY l.load_id""")
 
 
 def _create_reference_view(con, repo: Repository, table: schema.Table, snapshot: Snapshot) -> None:
@@ -163,7 +184,7 @@ def build(repo: Repository, path: Path, snapshot: Snapshot | None = None) -> Non
         con.register("collections_df", holdings.holdings(repo.root))
         con.execute("CREATE TABLE collections AS SELECT * FROM collections_df")
         con.unregister("collections_df")
-        _create_file_view(con, "load_ledger", repo.ledger_dir, LEDGER_SCHEMA)
+        _create_ledger_view(con, repo, snapshot)
         _create_file_view(con, "quarantine", repo.quarantine_dir, QUARANTINE_SCHEMA)
         rules.build_catalogue(con, repo)
         _pin_validation_errors(con, repo, snapshot)
@@ -198,11 +219,12 @@ def publish(repo: Repository) -> Path:
     with repo.writer_lock():
         tmp = repo.root / f".csreturns.duckdb.building-{os.getpid()}"
         tmp.unlink(missing_ok=True)
-        snapshot = repo.snapshot()
+        snapshot, revision = repo.snapshot(), repo.revision()
         try:
             build(repo, tmp, snapshot)
             faults.point("catalogue.build", tmp)
             os.replace(tmp, repo.catalogue_path)
+            repo.record_catalogue(revision)
         except Exception as exc:
             for f in (tmp, tmp.with_name(tmp.name + ".wal")):
                 f.unlink(missing_ok=True)

@@ -28,12 +28,15 @@ LEDGER_DOC = {
     "la_code": "3-digit old LA code of the sending council", "return_year": "Return year (ending 31 March)",
     "year_source": "How the year was found: folder, header, name or content",
     "received_at": "When the file was ingested (UTC)",
-    "status": "loaded, partly_loaded (some rows quarantined), rejected or duplicate",
-    "rows_in": "Data rows in the file", "rows_loaded": "Rows now in the repository",
+    "status": "loaded, partly_loaded (some rows quarantined), rejected, duplicate, or superseded (loaded, and "
+              "every row since replaced by a resubmission: see superseded_by)",
+    "rows_in": "Data rows in the file",
+    "rows_loaded": "Rows the file loaded; those of the loads not superseded are the rows the repository holds",
     "rows_quarantined": "Rows kept in quarantine instead (rows_in = rows_loaded + rows_quarantined)",
     "gx_success": "Whether every Great Expectations expectation passed",
     "reason": "Why a file was rejected or is a duplicate", "duplicate_of": "Load that first brought these bytes",
     "replaces": "Earlier loads whose partitions this load replaced (resubmission)",
+    "superseded_by": "For a superseded load: the later load that replaced the last of its rows",
     "normalised": "Values made canonical before validation, per 'FIELD: kind' (a code's case or .0 tail, an id's spaces, a postcode's spacing): how many",
 }
 QUARANTINE_DOC = {

@@ -19,6 +19,7 @@ from airflow.sdk import (
 
 from transforms import schema, settings
 from transforms.orchestration import alerts, policy, remote
+from transforms.orchestration import settle as settle_module
 
 # Catalogue rebuilds take this pool (one slot) so they queue in Airflow, visibly, instead of holding a
 # worker slot while blocked on the repository's writer lock. Created by `airflow pools set` (see README).
@@ -85,7 +86,7 @@ def collection_dag(collection_id: str):
          description=f"Ingest {title} from the landing area into the repository",
          params=_PATH_PARAMS, **policy.dag_args(kind, doc, tags=("collection", owner)))
     def collect():
-        @task
+        @task(show_return_value_in_logs=False)
         def discover() -> list[dict]:
             """New files of this collection (not in the ledger with the same path and bytes), grouped
             into submissions: one council's return for one year."""
@@ -99,7 +100,7 @@ def collection_dag(collection_id: str):
             print(f"{len(arrivals)} new file(s) for {collection_id} under {landing} in {len(groups)} batch(es)")
             return [{"submission": _label(g), "arrivals": [a.to_dict() for a in g]} for g in groups]
 
-        @task(map_index_template="{{ submission['submission'] }}")
+        @task(map_index_template="{{ submission['submission'] }}", show_return_value_in_logs=False)
         def read(submission: dict) -> dict:
             from transforms.ingest.landing import Arrival
             from transforms.ingest.stages import read_stage
@@ -115,20 +116,18 @@ def collection_dag(collection_id: str):
                 files.append(landed.to_dict())
             return {"submission": submission["submission"], "files": files}
 
-        @task(map_index_template="{{ submission['submission'] }}")
+        @task(map_index_template="{{ submission['submission'] }}", show_return_value_in_logs=False)
         def validate(submission: dict) -> dict:
             from transforms.ingest.record import LandedFile
             from transforms.ingest.stages import validate_batch
             from transforms.store.repository import Repository
 
+            # validate_batch logs each file's GX summary once (transforms.ingest.stages)
             files = validate_batch(Repository(_paths()[1]), [LandedFile.from_dict(f) for f in submission["files"]])
-            for landed in files:
-                for info in landed.tables.values():
-                    print(f"GX {landed.arrival.relpath} {info.summary}")
             _link_validations(files)
             return {"submission": submission["submission"], "files": [f.to_dict() for f in files]}
 
-        @task(map_index_template="{{ submission['submission'] }}")
+        @task(map_index_template="{{ submission['submission'] }}", show_return_value_in_logs=False)
         def load(submission: dict) -> list[dict]:
             from transforms.ingest.record import LandedFile
             from transforms.ingest.stages import load_stage
@@ -154,7 +153,7 @@ def collection_dag(collection_id: str):
             rows = [row for batch in _all(rows) if batch for row in batch]
             return alerts.report_rejections(collection_id, rows)
 
-        @task
+        @task(show_return_value_in_logs=False)
         def check_rules(rows: list[dict]) -> list[dict]:
             """The DfE validation rules of every return still pending a check (this submission's, and any a
             killed task left: see transforms.ingest.resume), and each loaded file's error report under
@@ -210,7 +209,8 @@ def _link_validations(files) -> None:
 
     ti = get_current_context()["ti"]
     base = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/") + URL_PREFIX
-    for path in publish_validations(_paths()[1], [f.load_id for f in files if f.tables], ti.dag_id, ti.run_id):
+    # every file of the run, rejected ones too: the run's tab lists each with its fate (from the ledger)
+    for path in publish_validations(_paths()[1], [f.load_id for f in files], ti.dag_id, ti.run_id):
         print(f"GX results: {base}/{path}")
 
 
@@ -243,16 +243,45 @@ def repository_refresh_dag():
                  "replica": Param(None, type=["null", "string"], description="s3://bucket/prefix (default $CSRETURNS_REPLICA_URL)")},
          **policy.dag_args("repository", retries=0, doc_md=(
              "### Repository refresh\n\nRuns when any collection DAG publishes changed partitions (its asset). "
-             "Tasks: build_catalogue (rebuilds the DuckDB catalogue beside the old one and swaps it in: views, "
+             "Collections that land together are refreshed by one run: `settle` waits while any collection DAG "
+             "run is queued or running (at most `CSRETURNS_REFRESH_SETTLE_SECONDS`), and the one run Airflow "
+             "starts afterwards for the events that arrived meanwhile skips `build_catalogue` when the "
+             "catalogue already shows everything. "
+             "Tasks: settle, build_catalogue (rebuilds the DuckDB catalogue beside the old one and swaps it in: views, "
              "indicators, early warning, council risk; pool `csreturns_writer`, one at a time), replicate_to_s3 "
              "(skipped unless `CSRETURNS_REPLICA_URL` is set) and write_report (the static HTML report).")))
     def refresh():
+        # reschedule mode: between looks the sensor holds no worker slot (and no task token expires)
+        @task.sensor(poke_interval=settle_module.POKE_SECONDS, mode="reschedule", timeout=7 * 24 * 3600)
+        def settle():
+            """Wait while any collection DAG run is queued or running, at most CSRETURNS_REFRESH_SETTLE_SECONDS
+            from the start of this run, so collections landing together are refreshed by this one run."""
+            from airflow.sdk import PokeReturnValue
+
+            context = get_current_context()
+            ti, run = context["ti"], context["dag_run"]
+            active = sum(ti.get_dr_count(dag_id=f"collect_{c}", states=["queued", "running"]) for c in collection_ids())
+            waited = (datetime.now(timezone.utc) - (run.start_date or datetime.now(timezone.utc))).total_seconds()
+            outcome = settle_module.settled(active, waited, settings.current().refresh_settle_seconds)
+            if outcome is None:
+                print(f"{active} collection run(s) queued or running after {waited:.0f}s: waiting for them")
+                return PokeReturnValue(is_done=False)
+            print(outcome.describe())
+            return PokeReturnValue(is_done=True, xcom_value={"waited_seconds": round(outcome.waited),
+                                                             "still_active": outcome.active})
+
         @task(outlets=[CATALOGUE_ASSET], pool=WRITER_POOL)
         def build_catalogue() -> str:
+            from airflow.sdk.exceptions import AirflowSkipException
+
             from transforms.catalogue.build import publish
             from transforms.store.repository import Repository
 
-            path = publish(Repository(_paths()[1]))
+            repo = Repository(_paths()[1])
+            if repo.catalogue_is_current():
+                raise AirflowSkipException("the catalogue already shows everything the repository holds (an "
+                                           "earlier refresh of the same landing built it): nothing to rebuild")
+            path = publish(repo)
             print(f"catalogue rebuilt: {path}")
             return str(path)
 
@@ -270,6 +299,7 @@ def repository_refresh_dag():
             return summary
 
         catalogue = build_catalogue()
+        settle() >> catalogue
         replicate_to_s3(catalogue)
         write_report(catalogue)
 

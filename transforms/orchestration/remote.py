@@ -47,7 +47,7 @@ MANIFEST_SCHEMA = pa.schema([
     ("sha256", pa.string()), ("action", pa.string()), ("fetched_at", pa.timestamp("us", tz="UTC")),
 ])
 # action: "fetched" (landed) or "already_here" (same bytes already in the landing area or the ledger)
-RECONCILED = ("not_fetched", "awaiting_load", "loaded", "partly_loaded", "rejected", "duplicate")
+RECONCILED = ("not_fetched", "awaiting_load", "loaded", "partly_loaded", "rejected", "duplicate", "superseded")
 
 
 @dataclass(frozen=True)

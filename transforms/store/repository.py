@@ -9,7 +9,8 @@ Layout under ``REPO``::
                                      swapped with one os.replace (``FORMAT`` says the manifest exists)
     manifest/pinned-<seq>.json       snapshots a catalogue was built on (the last two are kept)
     pending/<c>~<la>~<year>.json     returns whose DfE rules have not run on their current data
-    ledger/<load_id>.parquet         one row per file received (never rewritten)
+    ledger/<load_id>.parquet         one row per file received (never rewritten: a load a resubmission
+                                     replaced is read as ``superseded``, see ``Repository.ledger``)
     quarantine/<load_id>.parquet     one row per rejected row or file
     validations/<load_id>/*.json     Great Expectations results
     staging/<load_id>/               work in progress of one file (raw, clean, quarantine; ``.owner``)
@@ -73,7 +74,8 @@ PUBLISHED_SCHEMA = pa.schema([
     ("value", pa.float64()), ("value_symbol", pa.string()), ("period_end", pa.date32()),
     ("published_on", pa.date32()), ("source_row", pa.int64()), ("load_id", pa.string()),
 ])
-STATUSES = ("loaded", "partly_loaded", "rejected", "duplicate")
+STATUSES = ("loaded", "partly_loaded", "rejected", "duplicate")   # as written, once, at commit
+SUPERSEDED = "superseded"   # read, never written: a loaded file none of whose rows the repository still holds
 
 
 _last_micros = 0
@@ -134,6 +136,18 @@ class Snapshot:
                 key = (parts["collection"], parts["la_code"], int(parts["return_year"]))
                 out.setdefault(key, set()).add(Path(path).stem)
         return {k: sorted(v) for k, v in out.items()}
+
+    def load_ids(self) -> set[str]:
+        """The loads whose rows the snapshot holds (each partition's file is named by its load; a repository
+        without a manifest is read from its files' ``csreturns.load_id`` metadata)."""
+        out = set()
+        for path in self.partitions.values():
+            path = Path(path)
+            if path.name == DATA_FILE:
+                out.add((pq.read_schema(path).metadata or {}).get(b"csreturns.load_id", b"").decode())
+            else:
+                out.add(path.stem)
+        return out
 
 
 _PID_LOCKS: dict[str, object] = {}     # repository root -> open, flocked .locks/<pid>.lock of this process
@@ -227,9 +241,33 @@ class Repository:
                 state["loaded_sha"].setdefault(row["sha256"], row["load_id"])
         return state
 
-    def ledger(self) -> pd.DataFrame:
+    def ledger(self, snapshot: Snapshot | None = None) -> pd.DataFrame:
+        """One row per file received (``LEDGER_SCHEMA``), oldest first, plus ``superseded_by``: a load whose
+        rows were all replaced by resubmissions reads as status ``superseded`` with the load that replaced
+        the last of them (``superseded``), so summing ``rows_loaded`` over the loads not superseded gives the
+        rows the repository holds, per council, collection and year. ``snapshot``: the committed state to
+        judge by (default: the last one)."""
         rows = self._refresh_ledger()["rows"]
-        return pa.Table.from_pylist([rows[k] for k in sorted(rows)], schema=LEDGER_SCHEMA).to_pandas()
+        out = pa.Table.from_pylist([rows[k] for k in sorted(rows)], schema=LEDGER_SCHEMA).to_pandas()
+        gone = self.superseded(snapshot)
+        out["superseded_by"] = out["load_id"].map(gone).astype(object)
+        out["superseded_by"] = out["superseded_by"].where(out["superseded_by"].notna(), None)
+        out.loc[out["superseded_by"].notna(), "status"] = SUPERSEDED
+        return out
+
+    def superseded(self, snapshot: Snapshot | None = None) -> dict[str, str]:
+        """Loads none of whose rows ``snapshot`` (default: the last committed one) holds any more, each
+        mapped to the load that replaced the last of its partitions (the latest load whose ``replaces``
+        names it). A load only partly replaced (one table of several) is not superseded."""
+        rows = self._refresh_ledger()["rows"]
+        replaced_by: dict[str, str] = {}
+        for load_id in sorted(rows):
+            for old in rows[load_id].get("replaces") or []:
+                replaced_by[old] = load_id
+        if not replaced_by:
+            return {}
+        held = (snapshot or self.snapshot()).load_ids()
+        return {old: new for old, new in replaced_by.items() if old not in held}
 
     def loaded_copy_of(self, sha256: str) -> str | None:
         """The load that already brought in these exact bytes, if any (rejected files may be retried)."""
@@ -338,6 +376,36 @@ class Repository:
                     f.unlink()
                     deleted.append(f)
         return deleted
+
+    # -- what the catalogue was built on ----------------------------------------------------------------
+    def revision(self) -> str:
+        """What a catalogue built now would show, as a token that changes with every commit (the manifest's
+        commit count and the ledger's files: a rejected file or a duplicate commits no partition but adds a
+        ledger row) and with every DfE check kept (``rule_runs/``). Files in those folders are only ever
+        added, so their count and last name say whether anything arrived."""
+        parts = [str(self.snapshot().seq)]
+        for sub in ("ledger", "rule_runs"):
+            names = sorted(f.name for f in (self.root / sub).glob("*.parquet")) if (self.root / sub).is_dir() else []
+            parts.append(f"{len(names)}/{names[-1] if names else ''}")
+        return ":".join(parts)
+
+    def catalogue_revision(self) -> str | None:
+        """The ``revision`` the current catalogue was built on (None: no catalogue, or built before this
+        was recorded)."""
+        if not self.catalogue_path.exists():
+            return None
+        record = self._read_json(self.manifest_dir / "catalogue.json")
+        return record.get("revision") if record else None
+
+    def catalogue_is_current(self) -> bool:
+        """Whether the catalogue already shows everything committed (same ``revision``) and no DfE check is
+        pending: a rebuild would change nothing."""
+        recorded = self.catalogue_revision()
+        return recorded is not None and recorded == self.revision() and not self.pending_checks()
+
+    def record_catalogue(self, revision: str) -> None:
+        """Note the ``revision`` a catalogue just swapped in was built on. Call under ``writer_lock``."""
+        self._write_json(self.manifest_dir / "catalogue.json", {"revision": revision})
 
     # -- pending DfE checks ---------------------------------------------------------------------------
     def pending_checks(self) -> list[dict]:
