@@ -235,6 +235,81 @@ def test_validation_page_lists_each_expectation_and_failing_row_counts_but_never
 
 
 @pytest.fixture(scope="module")
+def two_councils(tmp_path_factory):
+    """Two councils' episodes checked in one GX run (same table and year): 301's sample as sent, 302's with
+    its first three placements given a code that is not one; and a file no collection recognises."""
+    from transforms.cli import main
+
+    root = tmp_path_factory.mktemp("two_councils")
+    landing, repo_root = root / "landing", root / "repository"
+    lines = need(SAMPLES / "ssda903" / "episodes.csv").read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    header = lines[0].rstrip("\r\n").split(",")
+    place = header.index("PLACE")
+    broken = [lines[0]]
+    for i, line in enumerate(lines[1:]):
+        cells = line.rstrip("\r\n").split(",")
+        if i < 3:
+            cells[place] = "ZZ9"
+        broken.append(",".join(cells) + "\n")
+    put(landing, "301/ssda903/year=2018/episodes.csv", "".join(lines))
+    put(landing, "302/ssda903/year=2018/episodes.csv", "".join(broken))
+    put(landing, "302/ssda903/year=2018/notes.docx", b"not a return")
+    assert main(["ingest", str(landing), "--repo", str(repo_root)]) in (0, None)
+    ledger = Repository(repo_root).ledger()
+    return repo_root, dict(zip(ledger["relpath"], ledger["load_id"]))
+
+
+def test_each_file_of_a_batch_shows_its_own_expectation_counts(two_councils):
+    from transforms.orchestration.plugins.validation_pages import render_load
+
+    repo_root, loads = two_councils
+    clean = render_load(repo_root / "validations", loads["301/ssda903/year=2018/episodes.csv"])
+    broken = render_load(repo_root / "validations", loads["302/ssda903/year=2018/episodes.csv"])
+    assert "checked in one run with 1 other file(s)" in clean
+    assert "class='fail'" not in clean                       # none of 302's failures is put on 301's file
+    assert "3 of " in broken and "class='fail'" in broken
+    met = [re.search(r"(\d+)/(\d+) expectations met by this file", page).groups() for page in (clean, broken)]
+    assert met[0][0] == met[0][1] and int(met[1][0]) == int(met[1][1]) - 1
+
+
+def test_validation_pages_describe_each_check_in_words_not_templates(two_councils):
+    from transforms.orchestration.plugins.validation_pages import render_load
+
+    repo_root, loads = two_councils
+    page = render_load(repo_root / "validations", loads["302/ssda903/year=2018/episodes.csv"])
+    assert "{value" not in page and "PLACE is not a valid code" in page
+
+
+def test_the_results_index_lists_rejected_files_with_their_reason(two_councils):
+    from transforms.orchestration.plugins.validation_pages import render_index
+
+    repo_root, _ = two_councils
+    page = render_index(repo_root)
+    row = next(r for r in page.split("<tr>") if "notes.docx" in r)
+    assert "rejected" in row and "not validated" in row and "href" not in row
+
+
+def test_the_results_index_filters_by_council_collection_and_year(two_councils):
+    from transforms.orchestration.plugins.validation_pages import render_index
+
+    repo_root, loads = two_councils
+    only_301 = render_index(repo_root, la_code="301", collection="ssda903", year=2018)
+    assert loads["301/ssda903/year=2018/episodes.csv"] in only_301
+    assert loads["302/ssda903/year=2018/episodes.csv"] not in only_301
+    assert "No files." in render_index(repo_root, la_code="301", year=2019)
+
+
+def test_the_results_index_pages_through_every_file_the_latest_first(two_councils):
+    from transforms.orchestration.plugins.validation_pages import render_index
+
+    repo_root, loads = two_councils
+    newest_first = sorted(loads.values(), reverse=True)
+    pages = [render_index(repo_root, page=n, per_page=2) for n in (1, 2)]
+    assert all(load_id in pages[0] for load_id in newest_first[:2]) and newest_first[2] not in pages[0]
+    assert newest_first[2] in pages[1] and "page 2 of 2" in pages[1] and "newer" in pages[1]
+
+
+@pytest.fixture(scope="module")
 def plugin_client(airflow_db):
     """The plugin as Airflow loads it from the plugins folder, with a real JWT from the simple auth manager."""
     from airflow._shared.plugins_manager import _load_plugins_from_plugin_directory

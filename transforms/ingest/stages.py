@@ -29,6 +29,7 @@ from transforms.ingest.validate import (
     build_ees_suite,
     build_published_suite,
     build_suite,
+    file_outcome,
     split,
 )
 from transforms.store.repository import (
@@ -205,14 +206,18 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
             arrow = typed.select(target.names).cast(target)
     clean_path = repo.write_staged(arrow, repo.staging_dir(load_id) / "clean" / f"{name}.parquet", load_id)
     rows_in = len(clean) + len(quarantined)
+    outcome = file_outcome(verdict.gx_result, list(quarantined["failures"]) if len(quarantined) else [], rows_in)
+    stats = outcome["statistics"]
+    batch = f", validated in one GX run with {batch_size - 1} other file(s)" if batch_size > 1 else ""
     summary = (f"{name}: {rows_in} rows, {len(clean)} clean, {len(quarantined)} quarantined "
-               f"(GX suite {verdict.gx_result.get('suite_name', '')}: {verdict.expectations_met} "
-               f"expectations met over {batch_size} file{'s' if batch_size > 1 else ''})")
+               f"(GX suite {verdict.gx_result.get('suite_name', '')}: {stats['successful_expectations']}/"
+               f"{stats['evaluated_expectations']} expectations met by this file{batch})")
     results_dir = repo.validations / load_id
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{name}.json").write_text(json.dumps(
         {"file": arrival.relpath, "rows_in": rows_in, "rows_quarantined": len(quarantined),
-         "validated_with_files": batch_size, "gx": verdict.gx_result}, default=str, indent=1))
+         "validated_with_files": batch_size, "file_outcome": outcome, "gx": verdict.gx_result},
+        default=str, indent=1))
     log.info("GX %s %s", printable(arrival.relpath), summary)
     for row in quarantined.to_dict("records"):
         failing = {f["field"] for f in row["failures"]}

@@ -377,6 +377,41 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
                         _compact(result.to_json_dict()), structure_ok, typed)
 
 
+def described(template: str) -> str:
+    """An expectation's message as a sentence about the check, not a row: ``"LS {value!r} is not a valid
+    code"`` -> ``"LS is not a valid code"`` (the failing values stay in the quarantine, pseudonymised)."""
+    return template.replace(" {value!r}", "").replace("{value!r}", "a value")
+
+
+def file_outcome(gx_result: dict[str, Any], failures: list[list[dict[str, str]]], rows_in: int) -> dict[str, Any]:
+    """What GX's run over a whole batch says about one of its files: each expectation with the rows of this
+    file that failed it (``failures``: the ``failures`` lists of the file's quarantined rows, matched by field
+    and rule), and ``statistics`` counting the expectations this file met. Structure expectations (columns
+    present) are the batch's, shared by every file in it. Shape: ``{"statistics": {"evaluated_expectations",
+    "successful_expectations"}, "results": [{"type", "rule", "field", "message", "success",
+    "unexpected_count", "element_count"}]}``."""
+    failed: dict[tuple[str, str], int] = {}
+    for row in failures:
+        for key in {(f.get("field", ""), f.get("rule", "")) for f in row}:
+            failed[key] = failed.get(key, 0) + 1
+    results = []
+    for r in gx_result.get("results", []):
+        config = r.get("expectation_config") or {}
+        meta = config.get("meta") or {}
+        rule, field_name = meta.get("rule", config.get("type", "")), meta.get("field", "")
+        if rule == "structure" or (r.get("exception_info") or {}).get("raised_exception"):
+            success, unexpected = bool(r.get("success")), None
+        else:
+            unexpected = failed.get((field_name, rule), 0)
+            success = unexpected == 0
+        results.append({"type": config.get("type", ""), "rule": rule, "field": field_name,
+                        "message": described(meta.get("message", "")), "success": success,
+                        "unexpected_count": unexpected, "element_count": rows_in})
+    return {"statistics": {"evaluated_expectations": len(results),
+                           "successful_expectations": sum(1 for r in results if r["success"])},
+            "results": results}
+
+
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

@@ -27,18 +27,26 @@ from transforms.orchestration.plugins.validation_pages import (
 app = FastAPI(title="csreturns validation results", dependencies=[Depends(requires_authenticated())])
 
 
+def _repo() -> Path:
+    return settings.current().repo.resolve()
+
+
 def _validations() -> Path:
-    return settings.current().repo.resolve() / "validations"
+    return _repo() / "validations"
 
 
 @app.get("/validations/", response_class=HTMLResponse)
-def latest_loads() -> str:
-    return render_index(_validations())
+def latest_loads(la_code: str = "", collection: str = "", year: str = "", page: str = "1") -> str:
+    """Every file received, latest first, 200 to a page; ``?la_code=&collection=&year=&page=`` (the
+    filter form sends empty fields: an empty or non-numeric year or page is no filter, page 1)."""
+    return render_index(_repo(), la_code=la_code.strip() or None, collection=collection.strip() or None,
+                        year=int(year) if year.strip().isdigit() else None,
+                        page=int(page) if page.strip().isdigit() else 1)
 
 
 @app.get("/validations/runs/{dag_id}/{run_id}/", response_class=HTMLResponse)
 def run_loads(dag_id: str, run_id: str) -> str:
-    return render_run(_validations(), dag_id, run_id, prefix="../../../")
+    return render_run(_repo(), dag_id, run_id, prefix="../../../")
 
 
 @app.get("/validations/{load_id}/", response_class=HTMLResponse)
