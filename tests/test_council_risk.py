@@ -69,12 +69,45 @@ def test_every_council_has_a_row_for_every_month_end(catalogue_file):
 def test_warn_prints_live_concerns_worst_first(catalogue_file, capsys):
     assert main(["warn", "--repo", str(catalogue_file.parent)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "Live concerns at 2025-02-28 for all councils: 4"
-    assert "301 (risk rank 1, score 0.75) Agency rate rose to 31% (England 18%)" in out[1]
+    assert out[0] == "Live concerns at 2025-02-28 for all councils: 3 indicator(s)"
+    assert "301 (risk rank 1, score 0.75) Agency rate rose to 31% (England 18%)" in out[2]
     assert not any("Assessments faster" in line for line in out)
 
 
 def test_warn_for_one_council(catalogue_file, capsys):
     main(["warn", "--repo", str(catalogue_file.parent), "--la", "302", "--as-of", "2025-02-28"])
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("council 302: 3") and all(" 302 " in line for line in out[1:])
+    assert out[0].endswith("council 302: 2 indicator(s)") and all(" 302 " in line for line in out[2:])
+
+
+def test_warn_explains_its_severity_markers_once(catalogue_file, capsys):
+    main(["warn", "--repo", str(catalogue_file.parent)])
+    out = capsys.readouterr().out
+    assert out.count("watch: one special cause") == 1 and out.count("[!  ]") == 2    # the legend, 302's watch
+    assert "[!  ] 302 (risk rank 2, score 0.5) Missing from care rose to 14%" in out
+
+
+def test_warn_lists_each_indicator_of_a_council_once_naming_every_method_that_signals_it(catalogue_file, capsys):
+    main(["warn", "--repo", str(catalogue_file.parent), "--la", "302"])
+    concerns = [line for line in capsys.readouterr().out.splitlines() if "Re-referrals" in line and "[!! ]" in line]
+    assert len(concerns) == 1 and concerns[0].endswith("[spc_run, spc_trend]")
+
+
+@pytest.mark.parametrize("as_of", ["2025-02-15", "2025-02-27", "15/02/2025"])
+def test_warn_refuses_an_as_of_that_is_not_a_month_end_and_names_the_month_ends(catalogue_file, capsys, as_of):
+    assert main(["warn", "--repo", str(catalogue_file.parent), "--as-of", as_of]) == 2
+    err = capsys.readouterr().err
+    assert as_of in err and ("2025-01-31 or 2025-02-28" in err or "not a date" in err)
+
+
+def test_warn_for_a_council_with_no_signals_and_no_score_says_so(catalogue_file, capsys):
+    assert main(["warn", "--repo", str(catalogue_file.parent), "--la", "999"]) == 0
+    out = capsys.readouterr().out
+    assert "council 999: 0 indicator(s)" in out and "Council 999 has no risk score at 2025-02-28" in out
+
+
+def test_warn_ranks_a_council_with_no_score_yet_without_failing(catalogue_file, capsys):
+    with duckdb.connect(str(catalogue_file)) as con:
+        con.execute("INSERT INTO council_risk (la_code, as_of) VALUES ('304', DATE '2025-02-28')")
+    assert main(["warn", "--repo", str(catalogue_file.parent)]) == 0
+    assert "304 no risk score yet" in capsys.readouterr().out

@@ -174,6 +174,21 @@ def test_errors_command_refuses_a_return_that_was_never_received(loaded, tmp_pat
     assert not list(tmp_path.iterdir())  # no empty "clean" report
 
 
+def test_errors_command_without_out_writes_into_the_repository_never_the_current_folder(loaded, tmp_path,
+                                                                                        monkeypatch, capsys):
+    from transforms.cli import main
+
+    _, repo_root, _ = loaded
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["errors", "--repo", str(repo_root), "--la", "301", "--collection", "cin_census",
+                 "--year", "2024"]) == 0
+    assert list(here.iterdir()) == []
+    folder = repo_root / "errors" / "cin_census" / "301" / "2024"
+    assert (folder / "errors_cin_census_301_2024.csv").exists() and str(folder) in capsys.readouterr().out
+
+
 def test_row_checks_with_a_dfe_code_join_the_report_in_dfes_terms(tmp_path):
     landing, repo_root = tmp_path / "landing", tmp_path / "repository"
     put(landing, "301/ssda903/year=2024/header.csv",

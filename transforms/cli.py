@@ -5,6 +5,7 @@ import argparse
 import logging
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 
@@ -40,13 +41,43 @@ def cmd_refresh(args) -> int:
     return 0
 
 
+SEVERITY_MARKERS = {1: "[!  ]", 2: "[!! ]", 3: "[!!!]"}
+SEVERITY_LEGEND = ("[!  ] watch: one special cause on the council's own chart; [!! ] warning: corroborated (two "
+                   "rules, or its limits crossed twice in 3 months) or outside England's funnel; [!!!] warning: "
+                   "its own history and England agree")
+
+
+def month_end_of(text: str) -> date:
+    """``--as-of`` as a month end. Raises ``ValueError`` with the message to show: not a date, or a date
+    that is not the last day of its month (naming the month ends either side)."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--as-of {text!r} is not a date (YYYY-MM-DD)") from None
+    following = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    end = following - timedelta(days=1)
+    if day != end:
+        before = day.replace(day=1) - timedelta(days=1)
+        raise ValueError(f"--as-of {day} is not a month end: signals and risk scores are worked out at month ends; "
+                         f"use {before} or {end}")
+    return day
+
+
 def cmd_warn(args) -> int:
-    """The live concerns, worst first, in plain words; then every council's risk rank and its reasons
-    (published figures, Ofsted history and live warnings: a council with published figures only is ranked too)."""
+    """The live concerns, worst first, one line per council and indicator (its strongest signal, the other
+    methods that agree named after it), with the severity markers explained once; then every council's risk
+    rank and its reasons (published figures, Ofsted history and live warnings: a council with published
+    figures only is ranked too). A council with nothing to report says so. Exit 2 for an ``--as-of`` that is
+    not a month end."""
     import duckdb
 
+    try:
+        as_of = month_end_of(args.as_of) if args.as_of else None
+    except ValueError as exc:
+        print(f"csreturns warn: {exc}", file=sys.stderr)
+        return 2
     with duckdb.connect(str(Path(args.repo) / "csreturns.duckdb"), read_only=True) as con:
-        as_of = args.as_of or con.execute(
+        as_of = as_of or con.execute(
             "SELECT coalesce((SELECT max(as_of) FROM early_warning), (SELECT max(as_of) FROM council_risk))").fetchone()[0]
         if as_of is None:
             print("no early-warning signals and no risk scores: the repository holds no indicators or published "
@@ -57,26 +88,37 @@ def cmd_warn(args) -> int:
             where += " AND e.la_code = ?"
             params.append(args.la)
         rows = con.execute(f"""
-            SELECT e.la_code, e.method, e.severity, e.explanation, r.rank, r.score
+            SELECT e.la_code, e.indicator, max(e.severity) AS severity,
+                   arg_max(e.explanation, e.severity * 1000 - length(e.method)) AS explanation,
+                   list(e.method ORDER BY e.severity DESC, e.method) AS methods, any_value(r.rank), any_value(r.score)
             FROM early_warning e
             LEFT JOIN council_risk r ON r.la_code = e.la_code AND r.as_of = e.as_of
             {where}
-            ORDER BY e.severity DESC, r.score DESC NULLS LAST, e.la_code, e.indicator, e.method""", params).fetchall()
+            GROUP BY e.la_code, e.indicator
+            ORDER BY severity DESC, any_value(r.score) DESC NULLS LAST, e.la_code, e.indicator""", params).fetchall()
         ranked = con.execute(f"""
             SELECT rank, la_code, score, coverage, top_reasons FROM council_risk
-            WHERE as_of = ? {"AND la_code = ?" if args.la else ""} ORDER BY rank, la_code""",
+            WHERE as_of = ? {"AND la_code = ?" if args.la else ""} ORDER BY rank NULLS LAST, la_code""",
                              [as_of, *([args.la] if args.la else [])]).fetchall()
     scope = f"council {args.la}" if args.la else "all councils"
-    print(f"Live concerns at {as_of} for {scope}: {len(rows)}")
-    for la_code, method, severity, explanation, rank, score in rows:
+    print(f"Live concerns at {as_of} for {scope}: {len(rows)} indicator(s)")
+    if rows:
+        print(f"  {SEVERITY_LEGEND}")
+    for la_code, _indicator, severity, explanation, methods, rank, score in rows:
         standing = f"risk rank {rank}, score {score:g}" if score is not None else "no risk score yet"
-        print(f"  [{'!' * severity:<3}] {la_code} ({standing}) {explanation} [{method}]")
+        print(f"  {SEVERITY_MARKERS.get(severity, '[?]')} {la_code} ({standing}) {explanation} [{', '.join(methods)}]")
     if ranked:
         print(f"Risk of council {args.la} at {as_of}:" if args.la else
               f"Risk ranking at {as_of} ({len(ranked)} councils; score in z units, positive = worse):")
         for rank, la_code, score, coverage, reasons in ranked:
-            why = "; ".join(reasons) if len(reasons) else "no factor above England's average"
+            if score is None:
+                print(f"  {'-':>4}. {la_code} no risk score yet (no published figures, Ofsted history or indicators)")
+                continue
+            why = "; ".join(reasons) if reasons is not None and len(reasons) else "no factor above England's average"
             print(f"  {rank:>4}. {la_code} score {score:+.2f} ({coverage} factors) {why}")
+    elif args.la:
+        print(f"Council {args.la} has no risk score at {as_of}: the repository holds no published figures, Ofsted "
+              "history or indicators for it at that month end")
     return 0
 
 
@@ -97,6 +139,7 @@ def cmd_errors(args) -> int:
         PSEUDONYM_NOTE,
         NoReturn,
         error_report,
+        report_folder,
         write_report,
     )
     from transforms.ingest.rules import check_return, latest_load
@@ -115,7 +158,8 @@ def cmd_errors(args) -> int:
         print(f"refused: {exc} (repository {repo.root})", file=sys.stderr)
         return 2
     stem = f"errors_{args.collection}_{args.la}_{args.year}"
-    csv_path, xlsx_path = write_report(report, Path(args.out), stem)
+    out = Path(args.out) if args.out else report_folder(repo, args.collection, args.la, args.year)
+    csv_path, xlsx_path = write_report(report, out, stem)
     n_errors = int((report["severity"] == "error").sum())
     print(f"{n_errors} error(s) and {len(report) - n_errors} quer(y/ies) for {args.collection} {args.la} "
           f"{args.year} ({report['code'].nunique()} rule(s)): {csv_path} {xlsx_path}")
@@ -251,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--la", required=True, help="3-digit LA code")
     p.add_argument("--collection", required=True, help="collection id, e.g. cin_census or ssda903")
     p.add_argument("--year", required=True, type=int, help="return year (ending 31 March)")
-    p.add_argument("--out", default=".", help="folder for the report files (default: here)")
+    p.add_argument("--out", help="folder for the report files (default: REPO/errors/<collection>/<la>/<year>/)")
     p.add_argument("--recheck", action="store_true", help="run the rules again on the current data first")
     p.set_defaults(func=cmd_errors)
     p = sub.add_parser("report", help="write the static HTML early-warning report (one page per council)")

@@ -143,6 +143,11 @@ def write_report(report: pd.DataFrame, out_dir: Path, stem: str) -> tuple[Path, 
     return csv_path, xlsx_path
 
 
+def report_folder(repo: Repository, collection_id: str, la_code: str, return_year: int) -> Path:
+    """Where a return's error reports are kept: ``REPO/errors/<collection>/<la_code>/<year>/``."""
+    return repo.root / REPORTS_DIR / collection_id / str(la_code) / str(int(return_year))
+
+
 def write_file_reports(repo: Repository, ledger_rows: Iterable[dict]) -> list[Path]:
     """The error report of each file loaded, as CSV beside the repository
     (``REPO/errors/<collection>/<la_code>/<year>/<file name>.<load_id>.csv``; header only when it is clean)."""
@@ -151,7 +156,7 @@ def write_file_reports(repo: Repository, ledger_rows: Iterable[dict]) -> list[Pa
         if row.get("status") not in ("loaded", "partly_loaded") or not rules(row.get("collection") or ""):
             continue
         report = error_report(repo, row["collection"], row["la_code"], int(row["return_year"]), row["load_id"])
-        folder = repo.root / REPORTS_DIR / row["collection"] / row["la_code"] / str(row["return_year"])
+        folder = report_folder(repo, row["collection"], row["la_code"], row["return_year"])
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{Path(row['relpath']).name}.{row['load_id']}.csv"
         report.to_csv(path, index=False)
