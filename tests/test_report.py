@@ -140,14 +140,58 @@ def test_index_ranks_every_council_by_council_risk_and_links_its_page(built):
     assert built["summary"]["councils"] == len(built["ranked"]) == len(SIZES)
 
 
-def test_council_page_says_each_live_signal_in_words(built):
+def test_council_page_says_each_indicator_once_in_the_words_of_its_strongest_signal(built):
     s = built["signals"]
     for la in ("301", "302", "304"):
         page = text(built["out"] / "councils" / f"{la}.html")
         assert built["names"][la] in page
-        for explanation in s.loc[s.la_code == la, "explanation"]:
-            assert " ".join(explanation.split()) in page
+        for _, group in s[s.la_code == la].groupby("indicator"):
+            strongest = group.sort_values(["severity", "method"], ascending=[False, True]).iloc[0]
+            words = re.sub(r"since \d{4}-\d{2}", "since", " ".join(strongest["explanation"].split()))
+            assert words.split(" since")[0] in page
     assert "Improvements" in text(built["out"] / "councils" / "304.html")
+
+
+def test_each_indicator_of_concern_has_one_since_the_earliest_of_its_live_signals(built):
+    s = built["signals"]
+    concerns = s[(s.la_code == "301") & (s.direction == "concern")]
+    items = tree(built["out"] / "councils" / "301.html").xpath("//li[contains(@class, 'concern')]")
+    assert len(items) == concerns["indicator"].nunique() >= 1
+    for indicator, group in concerns.groupby("indicator"):
+        [item] = [i for i in items if any(" ".join(e.split())[:25] in " ".join(i.text_content().split())
+                                          for e in group["explanation"])]
+        assert re.findall(r"since (\d{4}-\d{2})", item.text_content()) == [f"{group['since'].min():%Y-%m}"]
+
+
+def test_a_strength_one_signal_reads_watch_never_no_live_concern():
+    rows = pd.DataFrame({"indicator": ["missing_from_care"], "method": ["spc_run"], "severity": [1],
+                         "explanation": ["Missing from care has been above its usual level for 8 months, since 2024-08"],
+                         "since": [pd.Timestamp("2024-08-31")]})
+    [row] = report._signal_rows(rows)
+    assert row["label"] == "watch"
+    council = dict(la_code="302", name="Council 302", score=0.0, score_text="0", rank=2, concerns=1, reasons=[])
+    page = report._environment().get_template("index.html").render(
+        root="", charts=False, chart=None, councils=[council], with_concerns=1, as_of_text="31 March 2025",
+        built="", small_base=report.SMALL_BASE, n_councils=1)
+    assert "Watch: 1 indicator(s)" in page and "No live concern" not in page
+
+
+def test_the_funnel_line_is_named_by_the_councils_it_averages_not_england(built):
+    fig = figures(built["out"] / "councils" / "302.html")["funnel-assessment_45wd"]
+    names = [t.get("name") or "" for t in fig["data"]]
+    assert f"average of the {len(SIZES)} councils in this repository" in names and "England" not in names
+    assert "England" not in fig["layout"]["title"]["text"]
+    assert f"average of the {len(SIZES)} councils in this repository" in text(built["out"] / "councils" / "302.html")
+
+
+def test_workforce_figures_are_labelled_at_30_september_not_by_dfe_year(built):
+    page = text(built["out"] / "councils" / "305.html")
+    assert "at 30 September 2023" in page and "DfE year" not in page
+
+
+def test_the_ranking_chart_title_names_what_it_shows(built):
+    fig = figures(built["out"] / "index.html")["overview"]
+    assert re.fullmatch(r"The \d+ councils with the highest risk scores", fig["layout"]["title"]["text"])
 
 
 def test_spc_chart_draws_the_centre_and_limits_the_signal_was_judged_by(built):
@@ -193,7 +237,7 @@ def test_councils_outside_the_drawn_funnel_are_the_ones_early_warning_flagged_at
 
 def test_a_published_figure_is_drawn_only_once_it_was_published(built):
     fig = figures(built["out"] / "councils" / "305.html")["funnel-agency_rate_fte"]
-    assert "Sep 2023" in fig["layout"]["title"]["text"]      # Sep 2024's figure is public from May 2025
+    assert "at 30 September 2023" in fig["layout"]["title"]["text"]   # 2024's figure is public from May 2025
 
 
 def test_counts_of_one_to_five_are_shown_as_less_than_six_in_tables_and_hover_text(built):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -229,7 +230,7 @@ def spc_figure(series: pd.DataFrame, unit: str | None, polarity: str, window: st
     chart = spc_points(series, unit, polarity)
     x = [pd.Timestamp(d).strftime("%Y-%m-%d") for d in chart["period_end"]]
     y = _floats(chart["value"])
-    hover = [f"{window_text(window)} to {pd.Timestamp(d):%b %Y}: {value_text(v, unit, den)} ({_counts(num, den)})"
+    hover = [f"{period_text(window, d)}: {value_text(v, unit, den)} ({_counts(num, den)})"
              + ("" if c == 0 else f"<br>special cause ({_direction(c, polarity)})")
              + ("<br>trial limits (fewer than 12 points)" if t else "")
              for d, v, num, den, c, t in zip(chart["period_end"], chart["value"], chart["numerator"],
@@ -272,6 +273,22 @@ def _layout(title: str, y_title: str, height: int = 360, **extra) -> dict:
 
 def window_text(window: str) -> str:
     return WINDOW_TEXT.get(window, window.replace("_", " "))
+
+
+def period_text(window: str, period) -> str:
+    """The period a figure covers, in words: ``"rolling 12 months to Mar 2025"``; a figure taken on a census
+    day rather than over a year (the workforce census, ``period_end`` 30 September) ``"at 30 September 2024"``."""
+    day = pd.Timestamp(period)
+    if (day.month, day.day) == (9, 30):
+        return f"at 30 September {day.year}"
+    return f"{window_text(window)} to {day:%b %Y}"
+
+
+def comparison_label(fun: "Funnel") -> str:
+    """What the funnel's centre line is: the pooled proportion of the councils plotted, so it is named by
+    them (``"the 40 councils in this repository"``), never "England": England's published figure is another
+    number, which this line only approaches when every council is present."""
+    return f"the {len(fun.units)} councils in this repository"
 
 
 def _unit_label(unit: str | None) -> str:
@@ -334,7 +351,8 @@ def _funnel_drawn(fun: Funnel, unit: str | None, polarity: str, names: dict[str,
                               legendgroup=name, showlegend=show, hoverinfo="skip",
                               line=dict(color=LIMIT_COLOUR if z == FUNNEL_Z else "#768692", dash=dash, width=1.2)))
     lines.append(dict(type="scatter", x=_floats([n[0], n[-1]]), y=_floats([fun.p0 * scale] * 2), mode="lines",
-                      name="England", line=dict(color=HIGHLIGHT, width=1.2), hoverinfo="skip"))
+                      name=f"average of {comparison_label(fun)}", line=dict(color=HIGHLIGHT, width=1.2),
+                      hoverinfo="skip"))
     hover = []
     for la, p, num, den, side in zip(u["la_code"], u["p"], u["numerator"], u["denominator"], u["side"]):
         where = "" if side == 0 else f"<br>outside the 99.8% limits ({_direction(side, polarity)})"
@@ -342,7 +360,7 @@ def _funnel_drawn(fun: Funnel, unit: str | None, polarity: str, names: dict[str,
     return dict(lines=lines, la=u["la_code"].tolist(), x=_floats(u["denominator"]), y=_floats(u["p"] * scale),
                 side=u["side"].tolist(), hover=hover,
                 symbol=["circle-open" if small_base(d) else "circle" for d in u["denominator"]],
-                title=f"Against England: {window_text(fun.window)} to {fun.period:%b %Y}")
+                title=f"Against {comparison_label(fun)}: {period_text(fun.window, fun.period)}")
 
 
 def funnel_figure(fun: Funnel, la_code: str, unit: str | None, polarity: str, names: dict[str, str]) -> dict:
@@ -379,7 +397,9 @@ def overview_figure(ranked: list[dict], top: int = 30) -> dict | None:
                  y=[f"{c['name']} ({c['la_code']})" for c in scored], marker=dict(color=CONCERN),
                  text=[f"rank {c['rank']}, {c['concerns']} indicator(s) of concern" for c in scored],
                  textposition="none", hovertemplate="%{y}: score %{x}<br>%{text}<extra></extra>")]
-    return dict(data=data, layout=_layout(f"Risk score: the {len(scored)} highest", "", height=120 + 22 * len(scored),
+    title = (f"The {len(scored)} councils with the highest risk scores" if len(scored) > 1
+             else "The council with a risk score")
+    return dict(data=data, layout=_layout(title, "", height=120 + 22 * len(scored),
                                           margin=dict(l=230), xaxis=dict(title=dict(text="risk score")),
                                           yaxis=dict(automargin=True)))
 
@@ -455,13 +475,28 @@ def _ranked(data: Inputs) -> list[dict]:
     return ranked
 
 
+SINCE = re.compile(r"since \d{4}-\d{2}")
+LABELS = {1: "watch", 2: "warning", 3: "warning"}
+
+
 def _signal_rows(rows: pd.DataFrame, small: set[str] = frozenset()) -> list[dict]:
-    """Signals in words; ``small``: indicators whose latest figure rests on a small base (marked †)."""
-    return [dict(severity=int(severity), strength=STRENGTH.get(int(severity), ""),
-                 explanation=explanation + (" †" if indicator in small else ""),
-                 method_text=METHOD_TEXT.get(method, method))
-            for severity, explanation, method, indicator in zip(rows["severity"], rows["explanation"], rows["method"],
-                                                                rows["indicator"])]
+    """Signals in words, one per indicator (strongest first): its strongest signal's sentence with one "since",
+    the earliest of the indicator's live signals, and every method that signals it; ``label`` "watch" for
+    strength 1, "warning" above; ``small``: indicators whose latest figure rests on a small base (marked †)."""
+    out = []
+    if rows.empty:
+        return out
+    ordered = rows.sort_values(["severity", "indicator", "method"], ascending=[False, True, True])
+    for indicator, group in ordered.groupby("indicator", sort=False):
+        top = group.iloc[0]
+        explanation = str(top["explanation"])
+        if "since" in group and group["since"].notna().any():
+            explanation = SINCE.sub(f"since {pd.Timestamp(group['since'].min()):%Y-%m}", explanation)
+        severity = int(top["severity"])
+        out.append(dict(severity=severity, strength=STRENGTH.get(severity, ""), label=LABELS.get(severity, "warning"),
+                        explanation=explanation + (" †" if indicator in small else ""),
+                        method_text="; ".join(METHOD_TEXT.get(m, m) for m in group["method"])))
+    return out
 
 
 def latest_rows(ind: pd.DataFrame, units: dict) -> dict[tuple[str, str], list[dict]]:
@@ -475,7 +510,8 @@ def latest_rows(ind: pd.DataFrame, units: dict) -> dict[tuple[str, str], list[di
         unit = units.get(r.indicator)
         out.setdefault((r.la_code, r.indicator), []).append(dict(
             period=f"{pd.Timestamp(r.period_end):%b %Y}",
-            window=window_text(r.window) + (" (published)" if r.source == "published" else ""),
+            window=(period_text(r.window, r.period_end) if pd.Timestamp(r.period_end).month == 9
+                    else window_text(r.window)) + (" (published)" if r.source == "published" else ""),
             value=value_text(r.value, unit, r.denominator), numerator=count_text(r.numerator),
             denominator=count_text(r.denominator), small=small_base(r.denominator)))
     return out
@@ -520,7 +556,8 @@ class ReportBuilder:
             spc = _html(spc_figure(series, m["unit"], m["polarity"], window), f"spc-{indicator}")
             self.charts += 1
             last = pd.Timestamp(series["period_end"].iat[-1])
-            spc_caption = (f"{window_text(window).capitalize()}, to {last:%b %Y}. "
+            covered = period_text(window, last)
+            spc_caption = (f"{covered[0].upper()}{covered[1:]}. "
                            + ("Fewer than 12 points: no limits yet." if len(series) < 12 else
                               "Orange: special cause, concern; blue: improvement; hollow: small base."))
         else:
@@ -532,8 +569,9 @@ class ReportBuilder:
             funnel = _html(funnel_figure(fun, la_code, m["unit"], m["polarity"], self.data.names),
                            f"funnel-{indicator}")
             self.charts += 1
-            funnel_caption = (f"{len(fun.units)} councils, {window_text(fun.window)} to {fun.period:%b %Y}"
-                              f"{' (published)' if fun.source == 'published' else ''}; England "
+            funnel_caption = (f"{len(fun.units)} councils, {period_text(fun.window, fun.period)}"
+                              f"{' (published)' if fun.source == 'published' else ''}; the line is the average of "
+                              f"{comparison_label(fun)}, "
                               f"{value_text(fun.p0 * UNITS.get(m['unit'] or 'percent', 100.0), m['unit'])}.")
         elif fun is not None:
             funnel_caption = f"No figure for this council in the funnel's period ({fun.period:%b %Y}): no funnel plot."
