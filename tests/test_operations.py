@@ -97,6 +97,92 @@ def test_every_csreturns_task_alerts_on_failure(dagbag):
             assert notify_failure in callbacks, f"{dag.dag_id}.{task.task_id}"
 
 
+# -- a run that rejected a file or quarantined rows says so -------------------------------------------
+REJECTED_RUN = [
+    {"relpath": "301/ssda903/year=2025/episodes.csv", "status": "partly_loaded", "reason": "", "rows_in": 120,
+     "rows_quarantined": 2},
+    {"relpath": "301/ssda903/year=2025/episodes_resent.csv", "status": "rejected",
+     "reason": "required column(s) DECOM, RNE are missing", "rows_in": 118, "rows_quarantined": 118},
+    {"relpath": "301/ssda903/year=2025/header.csv", "status": "loaded", "reason": "", "rows_in": 40,
+     "rows_quarantined": 0}]
+
+
+def test_the_run_note_lists_each_rejected_file_with_its_reason_and_each_file_with_quarantined_rows():
+    from transforms.orchestration.alerts import run_note
+
+    note = run_note("ssda903", REJECTED_RUN)
+    assert note.splitlines() == [
+        "**ssda903**: 1 file(s) rejected, 1 with quarantined rows (of 3 in this run)",
+        "- rejected `301/ssda903/year=2025/episodes_resent.csv`: required column(s) DECOM, RNE are missing",
+        "- `301/ssda903/year=2025/episodes.csv`: 2 of 120 rows quarantined"]
+    assert run_note("ssda903", REJECTED_RUN[2:]) is None          # a clean run has no note
+
+
+def test_a_long_run_note_stays_within_airflows_limit_and_says_how_many_more():
+    from transforms.orchestration.alerts import NOTE_LIMIT, run_note
+
+    rows = [{**REJECTED_RUN[1], "relpath": f"{300 + i}/ssda903/year=2025/episodes_resent.csv"} for i in range(40)]
+    note = run_note("ssda903", rows)
+    assert len(note) <= NOTE_LIMIT and re.search(r"- and \d+ more: see the GX results tab$", note)
+
+
+@pytest.fixture(scope="module")
+def api_server(airflow_db):
+    """Airflow's api-server on loopback over the test metadata database, every request let in as admin
+    (``simple_auth_manager_all_admins``); ``csreturns_airflow_api`` points at it."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
+    server = subprocess.Popen([sys.executable, "-m", "airflow", "api-server"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "the api-server did not start"
+                time.sleep(2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+
+@pytest.mark.services
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_a_run_that_rejected_a_file_says_so_on_its_note_and_in_its_email(airflow_db, dagbag, mailbox, api_server,
+                                                                         tmp_path, monkeypatch):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    monkeypatch.setenv("AIRFLOW_CONN_CSRETURNS_AIRFLOW_API", api_server)
+    landing, repo_root = tmp_path / "landing", tmp_path / "repository"
+    put(landing, "301/ssda903/year=2018/header.csv", need(SAMPLES / "ssda903" / "header.csv"))
+    put(landing, "301/ssda903/year=2018/notes.docx", b"not a return")
+
+    run = dagbag.dags["collect_ssda903"].test(run_conf={"landing": str(landing), "repo": str(repo_root)})
+
+    assert run.state == "failed"
+    with create_session() as session:
+        note = session.query(DagRun).filter(DagRun.run_id == run.run_id).one().note
+    assert "rejected `301/ssda903/year=2018/notes.docx`" in note
+    [(_, message)] = mailbox
+    assert message["Subject"] == f"[csreturns] collect_ssda903: files rejected ({run.run_id})"
+    body = _body(message)
+    assert "rejected whole" in body and "301/ssda903/year=2018/notes.docx" in body
+
+
 # -- overdue returns -----------------------------------------------------------------------------------
 SSDA903_AND_CIN = ["ssda903", "cin_census"]  # other collections declare due dates too; these tests need two
 

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -62,9 +63,71 @@ class FilesRejected(AirflowFailException):
     retries) makes the run red and sends the failure e-mail, whose error line lists the files and reasons."""
 
 
-def report_rejections(collection_id: str, rows: list[dict]) -> dict:
+RUN_NOTE_CONN = "csreturns_airflow_api"   # HTTP connection to the Airflow API, for the DAG run's note
+NOTE_LIMIT = 1000                         # characters Airflow keeps in a DAG run's note
+
+
+def run_note(collection_id: str, rows: list[dict]) -> str | None:
+    """The DAG run's note when the run rejected a file or quarantined rows (None otherwise): Markdown naming
+    each such file (ledger ``relpath``) with its reason or quarantined count, never a child's identifier;
+    cut to ``NOTE_LIMIT`` characters with how many more there were."""
+    rejected = [r for r in rows if r["status"] == "rejected"]
+    partly = [r for r in rows if r["status"] != "rejected" and r["rows_quarantined"]]
+    if not rejected and not partly:
+        return None
+    lines = [f"**{collection_id}**: {len(rejected)} file(s) rejected, {len(partly)} with quarantined rows "
+             f"(of {len(rows)} in this run)"]
+    items = ([f"- rejected `{r['relpath']}`: {r.get('reason') or '(no reason recorded)'}" for r in rejected]
+             + [f"- `{r['relpath']}`: {r['rows_quarantined']} of {r['rows_in']} rows quarantined" for r in partly])
+    for i, item in enumerate(items):
+        more = f"- and {len(items) - i} more: see the GX results tab"
+        if len("\n".join([*lines, item, more])) > NOTE_LIMIT:
+            lines.append(more)
+            break
+        lines.append(item)
+    return "\n".join(lines)
+
+
+def set_run_note(dag_id: str, run_id: str, note: str) -> bool:
+    """Write ``note`` on the DAG run through the Airflow API (``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}``)
+    at the HTTP connection ``csreturns_airflow_api`` (host: the api-server's base URL; login and password of
+    a user who may edit runs, exchanged for a token at ``/auth/token``; none where the api-server lets every
+    request in). Tasks cannot write notes otherwise. ``False``, logged, when the connection is not set or
+    the API refuses: the failing ``rejected_files`` task and its e-mail still say it."""
+    import httpx
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = Connection.get(RUN_NOTE_CONN)
+    except AirflowNotFoundException:
+        print(f"DAG run note not written: no Airflow connection {RUN_NOTE_CONN} (see README)")
+        return False
+    base = (conn.host if "://" in (conn.host or "") else
+            f"{conn.schema or 'http'}://{conn.host}{f':{conn.port}' if conn.port else ''}").rstrip("/")
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            headers = {}
+            if conn.login:
+                token = client.post("/auth/token", json={"username": conn.login, "password": conn.password or ""})
+                token.raise_for_status()
+                headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+            response = client.patch(f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
+                                    json={"note": note}, params={"update_mask": "note"}, headers=headers)
+            response.raise_for_status()
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        print(f"DAG run note not written: the Airflow API at {base} answered {type(exc).__name__}: {exc}")
+        return False
+    print("DAG run note written")
+    return True
+
+
+def report_rejections(collection_id: str, rows: list[dict], dag_id: str | None = None,
+                      run_id: str | None = None) -> dict:
     """Print each rejected file and each file with quarantined rows (ledger ``relpath``, status, reason: never
-    a child's identifier), then raise ``FilesRejected`` naming the rejected files when there are any.
+    a child's identifier), write them as the DAG run's note (``run_note``; ``dag_id`` and ``run_id`` given),
+    then raise ``FilesRejected`` naming the rejected files, and the files with quarantined rows, when
+    there are any rejected.
 
     ``rows``: the load task's ledger rows (``relpath``, ``status``, ``reason``, ``rows_in``,
     ``rows_quarantined``). Returns ``{"files", "rejected", "with_quarantined_rows", "rows_quarantined"}``."""
@@ -77,10 +140,16 @@ def report_rejections(collection_id: str, rows: list[dict]) -> dict:
     summary = {"files": len(rows), "rejected": len(rejected), "with_quarantined_rows": len(partly),
                "rows_quarantined": sum(r["rows_quarantined"] for r in rows)}
     print(f"{collection_id}: {summary}")
+    note = run_note(collection_id, rows)
+    if note and dag_id and run_id:
+        set_run_note(dag_id, run_id, note)
     if rejected:
         listed = "; ".join(f"{r['relpath']}: {r.get('reason') or '(no reason recorded)'}" for r in rejected[:20])
         more = f"; and {len(rejected) - 20} more" if len(rejected) > 20 else ""
-        raise FilesRejected(f"{len(rejected)} file(s) of {collection_id} rejected whole: {listed}{more}")
+        quarantined = (f". Also {len(partly)} file(s) with quarantined rows: "
+                       + "; ".join(f"{r['relpath']} ({r['rows_quarantined']} of {r['rows_in']} rows)" for r in partly[:20])
+                       if partly else "")
+        raise FilesRejected(f"{len(rejected)} file(s) of {collection_id} rejected whole: {listed}{more}{quarantined}")
     return summary
 
 
@@ -95,7 +164,13 @@ def failure_message(context) -> tuple[str, str]:
             ("Error", f"{type(error).__name__}: {error}" if error else "(no exception recorded)")]
     table = "".join(f"<tr><th align='left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     link = html.escape(ti.log_url)
-    return subject, f"<p>A csreturns task failed.</p><table>{table}</table><p>Log: <a href='{link}'>{link}</a></p>"
+    intro = "A csreturns task failed."
+    if isinstance(error, FilesRejected):
+        subject = f"[csreturns] {ti.dag_id}: files rejected ({ti.run_id})"
+        intro = ("Files of this run were rejected whole; the rest of the run loaded. Each file and its reason "
+                 "(and any file with quarantined rows) is listed below, on the DAG run's note and on its GX "
+                 "results tab.")
+    return subject, f"<p>{intro}</p><table>{table}</table><p>Log: <a href='{link}'>{link}</a></p>"
 
 
 def notify_failure(context) -> None:

@@ -149,9 +149,11 @@ def collection_dag(collection_id: str):
         # and the failure e-mail name each file and why. Quarantined rows are listed but never fail it.
         @task(retries=0)
         def rejected_files(rows: list[list[dict]] | None = None) -> dict:
-            """Files this run rejected whole, with their reasons, and files with quarantined rows."""
+            """Files this run rejected whole, with their reasons, and files with quarantined rows: in the log,
+            on the DAG run's note (``alerts.set_run_note``) and, when a file was rejected, the failure e-mail."""
             rows = [row for batch in _all(rows) if batch for row in batch]
-            return alerts.report_rejections(collection_id, rows)
+            ti = get_current_context()["ti"]
+            return alerts.report_rejections(collection_id, rows, ti.dag_id, ti.run_id)
 
         @task(show_return_value_in_logs=False)
         def check_rules(rows: list[dict]) -> list[dict]:
