@@ -84,8 +84,9 @@ def test_an_abolished_council_has_no_row_after_its_last_day_and_its_successors_i
 def test_a_judgement_counts_only_from_its_publication_date(con):
     assert risk(con, "330", date(2018, 10, 31)) == []
     [(score, coverage, _, ofsted, _)] = risk(con, "330", date(2018, 11, 30))
-    # Requires improvement = 1 point, half weight, over (0.5 + 1): one third
-    assert coverage == 1 and ofsted == pytest.approx(0.5 / 1.5) and score == pytest.approx(ofsted)
+    # Requires improvement = 1 point, at Ofsted history's weight, over that weight plus England's share
+    w = standing.FACTOR_WEIGHTS["Ofsted history"]
+    assert coverage == 1 and ofsted == pytest.approx(w / (w + council_risk.SHRINK)) and score == pytest.approx(ofsted)
 
 
 def test_the_explanation_names_the_level_neighbours_england_and_two_year_change():
@@ -113,7 +114,40 @@ def test_a_council_known_on_one_factor_is_shrunk_towards_england():
                             ("302", pd.Timestamp("2024-03-31"), "repeat work", 2.0, ["re-referrals up"])],
                            columns=["la_code", "as_of", "factor", "value", "reasons"])
     out = council_risk.combine(factors).set_index("la_code")
-    assert out.loc["301", "score"] == pytest.approx(1.0)            # 2 x 1 / (1 + 1)
-    assert out.loc["302", "score"] == pytest.approx(4 / 3)          # (2 + 2) / (2 + 1)
-    assert out.loc["302", "f_repeat_work"] + out.loc["302", "f_workforce_instability"] == pytest.approx(4 / 3)
+    w, r, shrink = (standing.FACTOR_WEIGHTS["workforce instability"], standing.FACTOR_WEIGHTS["repeat work"],
+                    council_risk.SHRINK)
+    assert out.loc["301", "score"] == pytest.approx(2 * w / (w + shrink)) and out.loc["301", "score"] < 2
+    assert out.loc["302", "score"] == pytest.approx(2 * (w + r) / (w + r + shrink))
+    assert out.loc["302", "f_repeat_work"] + out.loc["302", "f_workforce_instability"] == pytest.approx(
+        out.loc["302", "score"])
     assert (out.loc["302", "rank"], out.loc["301", "rank"]) == (1, 2) and out.loc["302", "coverage"] == 2
+
+
+def test_a_published_figure_outside_englands_range_warns_in_words_once_it_is_public(con):
+    rows = con.execute("SELECT la_code, as_of, method, severity, direction, explanation FROM early_warning "
+                       "WHERE method = 'published_level' AND direction = 'concern'").df()
+    assert len(rows) and (rows["severity"] == 2).all()
+    assert rows["as_of"].min().date() == date(2022, 2, 28)      # the 2021 census, published February 2022
+    assert rows["explanation"].str.startswith("Social worker turnover ").all()
+    assert rows["explanation"].str.contains("England .*outside England's range .*judged by level and change").all()
+
+
+def test_published_warnings_are_shown_but_not_scored_twice(con):
+    """The published figures reach the score through their standing; their warnings in early_warning do not
+    also count as live child-level warnings."""
+    assert con.execute("SELECT count(*) FROM council_risk WHERE f_live_warnings IS NOT NULL").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM early_warning WHERE method LIKE 'published%'").fetchone()[0] > 0
+
+
+def test_an_unusual_change_alone_is_worth_watching_and_with_an_outlying_level_is_a_warning():
+    known = pd.DataFrame({
+        "la_code": ["301", "302"], "metric": "turnover_rate_fte", "as_of": pd.Timestamp("2024-02-29"),
+        "value": [30.0, 16.0], "england": 15.0, "period_end": pd.Timestamp("2023-09-30"),
+        "z_england": [4.0, 0.5], "z_change": [3.5, 3.5],
+        "explanation": ["social worker turnover 30.0% (2023)", "social worker turnover 16.0% (2023)"]})
+    out = standing.signals_at(known).set_index(["la_code", "method"])
+    assert out.loc[("301", "published_level"), "severity"] == 2
+    assert out.loc[("301", "published_change"), "severity"] == 2
+    assert out.loc[("302", "published_change"), "severity"] == 1
+    assert ("302", "published_level") not in out.index
+    assert (out["direction"] == "concern").all()
