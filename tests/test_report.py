@@ -150,6 +150,21 @@ def test_council_page_says_each_live_signal_in_words(built):
     assert "Improvements" in text(built["out"] / "councils" / "304.html")
 
 
+def test_council_page_shows_its_published_figures_year_by_year(built):
+    """The trend of a council's published figures (here its agency rate, 45 % every year)."""
+    [table] = tree(built["out"] / "councils" / "305.html").xpath("//section[@class='trend']//table")
+    header = [th.text_content() for th in table.xpath(".//thead//th")]
+    ind = built["indicators"]
+    public = ind[ind["source"].eq("published") & (known_dates(ind) <= pd.Timestamp(AS_OF))]
+    assert header[0] == "Figure" and header[1:] == sorted({str(p.year) for p in public["period_end"]})[-report.TREND_YEARS:]
+    assert len(header) > 2
+    [row] = [r for r in table.xpath(".//tbody/tr") if r.xpath("./td")[0].text_content().startswith("Agency")]
+    last = public[public["la_code"].eq("305") & public["indicator"].eq("agency_rate_fte")].sort_values("period_end")
+    cells = [td.text_content() for td in row.xpath("./td")[1:]]
+    assert cells[-1] == report.value_text(last["value"].iloc[-1], "percent")
+    assert float(cells[-1].rstrip("%")) == pytest.approx(45, abs=0.2)
+
+
 def test_spc_chart_draws_the_centre_and_limits_the_signal_was_judged_by(built):
     fig = figures(built["out"] / "councils" / "301.html")["spc-rereferral_12m"]
     judged = signal(built, "301", "rereferral_12m", "spc_point_beyond_limits")

@@ -50,6 +50,8 @@ METHOD_TEXT = {
     "spc_trend": "own history: a trend",
     "spc_two_of_three": "own history: close to a limit",
     ew.FUNNEL_METHOD: "against England: outside the funnel",
+    "published_level": "published figure: outside England's range",
+    "published_change": "published figure: an unusual change",
 }
 WINDOW_TEXT = {"rolling_12m": "rolling 12 months", "dfe_year": "DfE year (April to March)",
                "month": "month", "rolling_3m": "rolling 3 months"}
@@ -481,6 +483,29 @@ def latest_rows(ind: pd.DataFrame, units: dict) -> dict[tuple[str, str], list[di
     return out
 
 
+TREND_YEARS = 5             # published years shown in a council's trend table
+
+
+def trends(ind: pd.DataFrame, titles: dict, units: dict) -> dict[str, dict]:
+    """Per council, its published figures over the last ``TREND_YEARS`` years known at the report date:
+    ``{la_code: {"years": [...], "rows": [{"title", "values": [...]}]}}`` (a year without a figure: "–";
+    small bases are not suppressed here: they are rates and percentages, not counts)."""
+    pub = ind[ind["source"].eq("published") & ind["window"].eq("dfe_year")] if not ind.empty else ind
+    if pub.empty:
+        return {}
+    pub = pub.assign(year=pd.to_datetime(pub["period_end"]).dt.year)
+    years = sorted(pub["year"].unique())[-TREND_YEARS:]
+    pub = pub[pub["year"].isin(years)]
+    out: dict[str, dict] = {}
+    for (la, indicator), g in pub.groupby(["la_code", "indicator"], sort=True):
+        by_year = dict(zip(g["year"], g["value"]))
+        values = [value_text(by_year[y], units.get(indicator)) if y in by_year and pd.notna(by_year[y]) else "–"
+                  for y in years]
+        out.setdefault(la, {"years": [str(y) for y in years], "rows": []})["rows"].append(
+            dict(title=titles.get(indicator) or indicator, values=values))
+    return out
+
+
 class ReportBuilder:
     """Holds what every page shares (the inputs, per-indicator funnels, the SPC series) while pages are written."""
 
@@ -491,6 +516,8 @@ class ReportBuilder:
         self.series = SpcSeries(data.indicators, self.windows) if self.windows else {}
         self.signals = dict(tuple(data.signals.groupby("la_code"))) if not data.signals.empty else {}
         self.latest = latest_rows(data.indicators, units)
+        titles = data.catalogue["title"].dropna().to_dict() if "title" in data.catalogue else {}
+        self.trends = trends(data.indicators, titles, units)
         self._funnels: dict[str, Funnel | None] = {}
         self.weights = council_risk.weights().set_index("indicator")["weight"].to_dict()
         self.charts = 0
@@ -548,8 +575,9 @@ class ReportBuilder:
 
     def council_context(self, council: dict) -> dict:
         sig = self.signals.get(council["la_code"])
+        trend = self.trends.get(council["la_code"])
         if sig is None:
-            return dict(council=council, concerns=[], improvements=[], indicators=[])
+            return dict(council=council, concerns=[], improvements=[], indicators=[], trend=trend)
         concerns, improvements = sig[sig["direction"] == "concern"], sig[sig["direction"] != "concern"]
         flagged = (sig.assign(is_concern=sig["direction"].eq("concern"),
                               weight=sig["indicator"].map(self.weights).fillna(council_risk.DEFAULT_WEIGHT))
@@ -561,7 +589,7 @@ class ReportBuilder:
         small = {i for i in set(sig["indicator"])
                  if any(r["small"] for r in self.latest.get((council["la_code"], i), []))}
         return dict(council=council, concerns=_signal_rows(concerns, small),
-                    improvements=_signal_rows(improvements, small), indicators=sections)
+                    improvements=_signal_rows(improvements, small), indicators=sections, trend=trend)
 
 
 def write_report(catalogue: Path, out: Path, as_of=None) -> dict:
