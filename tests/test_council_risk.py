@@ -71,7 +71,7 @@ def test_warn_prints_live_concerns_worst_first(catalogue_file, capsys):
     assert main(["warn", "--repo", str(catalogue_file.parent)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Live concerns at 2025-02-28 for all councils: 4"
-    assert f"301 (risk rank 1, score {1.5 / (1 + SHRINK):g}) Agency rate rose to 31% (England 18%)" in out[1]
+    assert f"301 (risk rank 1, score {1.5 / (1 + SHRINK):+.2f}) Agency rate rose to 31% (England 18%)" in out[1]
     assert not any("Assessments faster" in line for line in out)
 
 

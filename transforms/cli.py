@@ -69,7 +69,7 @@ def cmd_warn(args) -> int:
     scope = f"council {args.la}" if args.la else "all councils"
     print(f"Live concerns at {as_of} for {scope}: {len(rows)}")
     for la_code, method, severity, explanation, rank, score in rows:
-        standing = f"risk rank {rank}, score {score:g}" if score is not None else "no risk score yet"
+        standing = f"risk rank {rank}, score {score:+.2f}" if score is not None else "no risk score yet"
         print(f"  [{'!' * severity:<3}] {la_code} ({standing}) {explanation} [{method}]")
     if ranked:
         print(f"Risk of council {args.la} at {as_of}:" if args.la else
