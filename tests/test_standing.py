@@ -151,3 +151,21 @@ def test_an_unusual_change_alone_is_worth_watching_and_with_an_outlying_level_is
     assert out.loc[("302", "published_change"), "severity"] == 1
     assert ("302", "published_level") not in out.index
     assert (out["direction"] == "concern").all()
+
+
+def test_spend_per_child_counts_from_the_december_after_its_financial_year():
+    """RO3 2024-25 (return year 2025): net current expenditure over the services, not their "of which"
+    parts, per child aged 0-17, public from 31 December 2025."""
+    c = duckdb.connect()
+    c.execute("""CREATE TABLE spend_ro3 AS SELECT * FROM (VALUES
+                 (2025, '886', 'Children looked after', 'Net Current Expenditure', 300000.0),
+                 (2025, '886', 'Children looked after of which residential care', 'Net Current Expenditure', 200000.0),
+                 (2025, '886', 'Safeguarding children and young people''s services', 'Net Current Expenditure', 100000.0))
+                 t(return_year, la_code, service, line, value)""")
+    c.execute("""CREATE TABLE published_statistics AS SELECT * FROM (VALUES
+                 ('population_0_17', 'Local authority', '886', DATE '2024-06-30', 350000.0, 'population_estimate',
+                  DATE '2025-06-30'))
+                 t(dataset, geographic_level, old_la_code, period_end, value, measure, published_on)""")
+    [row] = standing.read_metrics(c).itertuples()
+    assert (row.metric, row.year, row.known_from) == ("csc_spend_per_child", 2025, pd.Timestamp("2025-12-31"))
+    assert row.value == pytest.approx(1000 * 400000 / 350000)          # pounds thousands -> pounds per child

@@ -202,11 +202,11 @@ def read_metrics(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                 WHERE p.pop > 0""", [dataset, measure, metric]).df())
     if "spend_ro3" in have:
         # net current expenditure over the services (not their "of which" parts), per child aged 0-17
-        # (mid-year estimate within the financial year). The landing reads "2024-25" as return year 2024
-        # and a year=YYYY folder may say 2025: the period is taken as ending 31 March return_year + 1 and
-        # the figures as public from the 31 December after it -- never too early, at worst a year late.
+        # (the latest mid-year estimate held on or before the financial year's end). The landing reads
+        # "2024-25" as return year 2025 (schemas/spend_ro3.yaml): the period ends 31 March return_year and
+        # the figures are public from the 31 December after it, the later plausible date.
         parts.append(con.execute("""
-            WITH s AS (SELECT la_code, return_year + 1 AS year, sum(value) AS spend
+            WITH s AS (SELECT la_code, return_year AS year, sum(value) AS spend
                        FROM spend_ro3
                        WHERE line = 'Net Current Expenditure' AND service NOT LIKE '% of which %'
                          AND la_code IS NOT NULL GROUP BY ALL HAVING count(value) > 0),
@@ -217,7 +217,7 @@ def read_metrics(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             SELECT s.la_code, 'csc_spend_per_child' AS metric, s.year, make_date(s.year, 3, 31) AS period_end,
                    make_date(s.year, 12, 31) AS known_from, 1000 * s.spend AS numerator, p.pop AS denominator,
                    1000 * s.spend / p.pop AS value
-            FROM s JOIN p ON p.la_code = s.la_code AND p.year = s.year
+            FROM s ASOF JOIN p ON p.la_code = s.la_code AND p.year <= s.year
             WHERE p.pop > 0""").df() if "published_statistics" in have else pd.DataFrame())
     cols = ["la_code", "metric", "year", "period_end", "known_from", "numerator", "denominator", "value"]
     parts = [p for p in parts if len(p)]
