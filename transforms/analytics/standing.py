@@ -123,8 +123,9 @@ METRICS = (
 # Ofsted history has no AUC on the development set (every earlier judgement held is an Inadequate before a
 # re-inspection), but those 21 re-inspections found Inadequate again against Good 7 : 3, where first
 # inspections found it 33 : 54 -- odds 3.8 times higher after an Inadequate, as strong as any published
-# factor: it weighs as the strongest one. Spend weighs nothing: one year is held (RO3 2024-25), published
-# after every judgement, so no AUC exists for it; it is shown, not scored. ``live warnings`` (child-level
+# factor: it weighs as the strongest one. Spend weighs nothing: its one year held (RO3 2024-25, public in
+# December 2025) tells the SIF judgements apart no better than chance (concurrent AUC 0.504); it is shown,
+# not scored. ``live warnings`` (child-level
 # SPC/funnel evidence, never at SIF dates) keeps weight 1 from the scenario benchmark (bench/README.md).
 FACTOR_WEIGHTS = {
     "Ofsted history": 0.75,
