@@ -143,7 +143,7 @@ def test_an_unusual_change_alone_is_worth_watching_and_with_an_outlying_level_is
     known = pd.DataFrame({
         "la_code": ["301", "302"], "metric": "turnover_rate_fte", "as_of": pd.Timestamp("2024-02-29"),
         "value": [30.0, 16.0], "england": 15.0, "period_end": pd.Timestamp("2023-09-30"),
-        "z_england": [4.0, 0.5], "z_change": [3.5, 3.5],
+        "z_england": [4.0, 0.5], "fz": [4.0, 0.5], "z_change": [3.5, 3.5],
         "explanation": ["social worker turnover 30.0% (2023)", "social worker turnover 16.0% (2023)"]})
     out = standing.signals_at(known).set_index(["la_code", "method"])
     assert out.loc[("301", "published_level"), "severity"] == 2
@@ -169,3 +169,22 @@ def test_spend_per_child_counts_from_the_december_after_its_financial_year():
     [row] = standing.read_metrics(c).itertuples()
     assert (row.metric, row.year, row.known_from) == ("csc_spend_per_child", 2025, pd.Timestamp("2025-12-31"))
     assert row.value == pytest.approx(1000 * 400000 / 350000)          # pounds thousands -> pounds per child
+
+
+def test_a_council_whose_count_is_suppressed_leaves_the_others_their_funnel():
+    """Small councils are shrunk towards England by their funnel; one council without published counts
+    is judged by a robust z alone, and never warns on its level without its counts."""
+    frame = real_turnover()
+    year = frame[frame["period_end"].dt.year == 2023].dropna(subset=["value"]).copy()
+    metrics = year.rename(columns={"indicator": "metric", "published_on": "known_from"}).assign(year=2023)
+    whole = standing.standing(metrics, {}).set_index("la_code")
+    gap = metrics.copy()
+    gap.loc[gap["la_code"] == "201", ["numerator", "denominator"]] = float("nan")   # City of London's counts
+    holed = standing.standing(gap, {}).set_index("la_code")
+    others = whole.index.drop("201")
+    assert holed.loc[others, "fz"].notna().all()
+    assert holed.loc[others, "z_england"].to_numpy() == pytest.approx(whole.loc[others, "z_england"].to_numpy(), abs=0.05)
+    assert pd.isna(holed.loc["201", "fz"]) and pd.notna(holed.loc["201", "z_england"])
+    known = holed.reset_index().assign(as_of=pd.Timestamp("2024-03-31"), z_england=lambda f: f["z_england"] * 0 + 9)
+    warned = standing.signals_at(known)
+    assert "201" not in set(warned.loc[warned["method"] == "published_level", "la_code"])

@@ -314,9 +314,11 @@ def standing(metrics: pd.DataFrame, neighbours: dict[str, list[str]]) -> pd.Data
     for (metric, year), g in own.groupby(["metric", "year"]):
         g = g.copy()
         s = spec[metric]
-        if s.unit in ("percent", "rate") and g["fz"].notna().all():
-            z = g["fz"].to_numpy()
-            england = float(g["p0"].iloc[0])
+        if s.unit in ("percent", "rate") and g["fz"].notna().any():
+            # the funnel z where the council's counts are published; a robust z for a council whose count
+            # is suppressed (one such council no longer costs every other council its funnel)
+            z = g["fz"].where(g["fz"].notna(), _robust_z(g["value"])).to_numpy()
+            england = float(g["p0"].dropna().iloc[0])
             sd = float(g["value"].std())
         else:
             z = _robust_z(g["value"]).to_numpy()
@@ -457,7 +459,10 @@ def signals_at(known: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     spec = {m.id: m for m in METRICS}
     sign = known["metric"].map({k: (-1.0 if v.polarity == "lower_is_worse" else 1.0) for k, v in spec.items()})
-    level = known["z_england"].where(known["z_england"].abs() >= LIMIT_Z)
+    # a proportion or rate warns on its level only through its funnel (its counts published): a robust z
+    # ignores how small the council is
+    counted = known["fz"].notna() | ~known["metric"].map(lambda k: spec[k].unit in ("percent", "rate"))
+    level = known["z_england"].where((known["z_england"].abs() >= LIMIT_Z) & counted)
     change = known["z_change"].where(known["z_change"].abs() >= LIMIT_Z)
     parts = []
     for method, z in (("published_level", level), ("published_change", change)):
