@@ -188,3 +188,15 @@ def test_a_council_whose_count_is_suppressed_leaves_the_others_their_funnel():
     known = holed.reset_index().assign(as_of=pd.Timestamp("2024-03-31"), z_england=lambda f: f["z_england"] * 0 + 9)
     warned = standing.signals_at(known)
     assert "201" not in set(warned.loc[warned["method"] == "published_level", "la_code"])
+
+
+def test_the_explanation_places_the_council_among_its_neighbours_in_words():
+    frame = real_turnover()
+    metrics = frame[frame["period_end"].dt.year == 2023].dropna(subset=["value"]).rename(
+        columns={"indicator": "metric", "published_on": "known_from"}).assign(year=2023)
+    by_value = metrics.sort_values("value")["la_code"].tolist()
+    low, mid, high = by_value[0], by_value[len(by_value) // 2], by_value[-1]
+    levels = standing.standing(metrics, {low: [mid, high], mid: [low, high], high: [low, mid]}).set_index("la_code")
+    assert ", the lowest of 3 with its neighbours" in levels.loc[low, "explanation"]
+    assert ", 2nd highest of 3 with its neighbours" in levels.loc[mid, "explanation"]
+    assert ", the highest of 3 with its neighbours" in levels.loc[high, "explanation"]

@@ -386,8 +386,9 @@ def _explain(s: Metric, r) -> str:
     if np.isfinite(r.neighbour_rank):
         rank, n = int(r.neighbour_rank), int(r.neighbour_n)
         place = n + 1 - rank if s.polarity == "lower_is_worse" else rank
-        word = "lowest" if s.polarity == "lower_is_worse" else "highest"
-        text += f", {'the' if place == 1 else _ordinal(place)} {word} of {n} with its neighbours"
+        word, other = ("lowest", "highest") if s.polarity == "lower_is_worse" else ("highest", "lowest")
+        where = f"the {word}" if place == 1 else f"the {other}" if place == n else f"{_ordinal(place)} {word}"
+        text += f", {where} of {n} with its neighbours"
     text += f", England {_fmt(r.england, s.unit)}"
     if np.isfinite(r.change) and r.change != 0:
         unit = " points" if s.unit == "percent" else ""
