@@ -165,6 +165,15 @@ def test_council_page_shows_its_published_figures_year_by_year(built):
     assert float(cells[-1].rstrip("%")) == pytest.approx(45, abs=0.2)
 
 
+def test_a_published_rate_the_score_reads_is_named_in_words_on_a_council_page(built):
+    """Rates per 10,000 and spend are no indicators of the catalogue: their warnings still read plainly."""
+    with duckdb.connect(str(built["catalogue"]), read_only=True) as con:
+        builder = report.ReportBuilder(report.load(con, AS_OF))
+    section = builder.indicator_section("301", "cin_rate", "concern")
+    assert section["title"] == "Children in need per 10,000" and "pressure" in section["polarity_text"]
+    assert section["funnel"] is None and "factors above" in section["funnel_caption"]
+
+
 def test_spc_chart_draws_the_centre_and_limits_the_signal_was_judged_by(built):
     fig = figures(built["out"] / "councils" / "301.html")["spc-rereferral_12m"]
     judged = signal(built, "301", "rereferral_12m", "spc_point_beyond_limits")

@@ -56,7 +56,9 @@ METHOD_TEXT = {
 WINDOW_TEXT = {"rolling_12m": "rolling 12 months", "dfe_year": "DfE year (April to March)",
                "month": "month", "rolling_3m": "rolling 3 months"}
 POLARITY_TEXT = {"higher_is_worse": "Higher is worse.", "lower_is_worse": "Lower is worse.",
-                 "context": "Context: no better direction; a sharp change either way is flagged."}
+                 "context": "Context: no better direction; a sharp change either way is flagged.",
+                 "demand": "Demand: no better direction, but higher and rising demand are read as pressure."}
+PUBLISHED_UNITS = {"percent": "percent", "rate": "rate_per_10k", "ratio": "ratio", "pounds": None}
 # no mode bar: hovering, dragging to zoom and double-clicking to reset are all a reader needs
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
 CATALOGUE_FILE = "csreturns.duckdb"
@@ -524,6 +526,13 @@ class ReportBuilder:
 
     def meta(self, indicator: str) -> dict:
         cat = self.data.catalogue
+        metric = {m.id: m for m in standing.METRICS}.get(indicator)
+        if indicator not in cat.index and metric is not None:
+            # a published figure the score reads that is not an indicator (rates per 10,000, spend)
+            return dict(title=metric.title[0].upper() + metric.title[1:], unit=PUBLISHED_UNITS.get(metric.unit),
+                        polarity="demand" if metric.polarity == "demand" else metric.polarity,
+                        definition="A published figure, one a year, judged by its level against England and the "
+                                   "council's statistical neighbours and by its change over two years.")
         row = cat.loc[indicator].to_dict() if indicator in cat.index else {}
 
         def get(key, default):
@@ -564,6 +573,8 @@ class ReportBuilder:
                               f"{value_text(fun.p0 * UNITS.get(m['unit'] or 'percent', 100.0), m['unit'])}.")
         elif fun is not None:
             funnel_caption = f"No figure for this council in the funnel's period ({fun.period:%b %Y}): no funnel plot."
+        elif indicator not in self.data.catalogue.index:
+            funnel_caption = "Published figure: its place among England and its neighbours is in the factors above."
         elif m["unit"] not in ("percent", None):
             funnel_caption = "Not a percentage: no funnel plot (own history only)."
         else:
