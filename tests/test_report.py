@@ -165,6 +165,13 @@ def test_council_page_shows_its_published_figures_year_by_year(built):
     assert float(cells[-1].rstrip("%")) == pytest.approx(45, abs=0.2)
 
 
+def test_council_page_says_how_many_factors_its_score_rests_on(built):
+    with duckdb.connect(str(built["catalogue"]), read_only=True) as con:
+        coverage = dict(con.execute("SELECT la_code, coverage FROM council_risk WHERE as_of = ?", [AS_OF]).fetchall())
+    for la, n in coverage.items():
+        assert f"from {n} factor(s) known" in text(built["out"] / "councils" / f"{la}.html")
+
+
 def test_a_published_rate_the_score_reads_is_named_in_words_on_a_council_page(built):
     """Rates per 10,000 and spend are no indicators of the catalogue: their warnings still read plainly."""
     with duckdb.connect(str(built["catalogue"]), read_only=True) as con:

@@ -446,6 +446,7 @@ def _ranked(data: Inputs) -> list[dict]:
     per_council = concerns.groupby("la_code")["indicator"].nunique().to_dict()
     ranked = [dict(la_code=r.la_code, name=data.names.get(r.la_code, f"Council {r.la_code}"),
                    score=float(r.score), score_text=_score_text(round(r.score, 2)), rank=int(r.rank),
+                   coverage=int(r.coverage) if "coverage" in data.risk and pd.notna(r.coverage) else None,
                    concerns=per_council.get(r.la_code, 0),
                    reasons=list(r.top_reasons) if r.top_reasons is not None else [],
                    factors=_factors(r._asdict()))
