@@ -116,9 +116,9 @@ METRICS = (
 # Inadequate vs Good/Outstanding on the development set, Ofsted's SIF judgements 2014-2018
 # (bench/early_warning_weights.py; figures in bench/README.md). Univariate, never fitted jointly: with 40
 # Inadequate judgements a joint fit is noise. Factors public at SIF inspection dates are weighed by how well
-# they *preceded* the judgement (demand 0.600, repeat work 0.599, timeliness 0.616); factors first published
+# they *preceded* the judgement (demand 0.600, repeat work 0.588, timeliness 0.621); factors first published
 # later, by how well their first published year tells apart councils Ofsted had judged (workforce 0.877 in
-# February 2018, outcomes 0.539 in 2020, placement stability 0.450 in 2022) -- an upper bound, since an
+# February 2018, outcomes 0.539 in 2020, placement stability 0.447 in 2022) -- an upper bound, since an
 # Inadequate judgement itself brings agency staff, but the only evidence allowed here.
 # Ofsted history has no AUC on the development set (every earlier judgement held is an Inadequate before a
 # re-inspection), but those 21 re-inspections found Inadequate again against Good 7 : 3, where first
