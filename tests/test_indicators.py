@@ -523,6 +523,10 @@ PUBLISHED_ONLY = {
                     {"social_care_group": "CINO at 31 March", "phase_type_grouping": "Total"}, "-07-31"),
     "ks2_rwm_cin": (PUBLISHED_FILES[13], "pt_rwm_met_expected_standard", {"social_care_group": "CINO at 31 March"},
                     "-08-31"),
+    "absence_cla": (PUBLISHED_FILES[12], "pt_overall",
+                    {"social_care_group": "CLA 12 months at 31 March", "phase_type_grouping": "Total"}, "-07-31"),
+    "ks2_rwm_cla": (PUBLISHED_FILES[13], "pt_rwm_met_expected_standard",
+                    {"social_care_group": "CLA 12 months at 31 March"}, "-08-31"),
 }
 
 
