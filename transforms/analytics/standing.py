@@ -129,8 +129,8 @@ METRICS = (
 # inspections found it 33 : 54 -- odds 3.8 times higher after an Inadequate, as strong as any published
 # factor: it weighs as the strongest one. Spend weighs nothing: its one year held (RO3 2024-25, public in
 # December 2025) tells the SIF judgements apart no better than chance (concurrent AUC 0.504); it is shown,
-# not scored. ``live warnings`` (child-level
-# SPC/funnel evidence, never at SIF dates) keeps weight 1 from the scenario benchmark (bench/README.md).
+# not scored, as are outcomes and placement stability. ``live warnings`` (child-level SPC/funnel evidence,
+# never at SIF dates) keeps weight 1 from the scenario benchmark (bench/README.md).
 FACTOR_WEIGHTS = {
     "Ofsted history": 0.75,
     "workforce instability": 0.75,
@@ -450,8 +450,9 @@ def signals_at(known: pd.DataFrame) -> pd.DataFrame:
     columns: annual figures are judged by level and change, never by SPC (one point a year).
 
     - ``published_level``: the level is outside England's 99.8 % range (``|z_england| >= LIMIT_Z``: the
-      over-dispersed funnel for proportions and rates, a robust z otherwise); severity 2, as a child-level
-      funnel outlier;
+      over-dispersed funnel for proportions and rates -- never without it, a council whose counts are
+      suppressed does not warn on its level -- a robust z for ratios and pounds); severity 2, as a
+      child-level funnel outlier;
     - ``published_change``: the change over two years (one where that is all there is) is beyond
       ``LIMIT_Z`` robust standard deviations of every council's change; severity 1 (worth watching), 2 when
       the level is outside England's range on the same side too.
