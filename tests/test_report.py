@@ -172,6 +172,17 @@ def test_council_page_says_how_many_factors_its_score_rests_on(built):
         assert f"from {n} factor(s) known" in text(built["out"] / "councils" / f"{la}.html")
 
 
+def test_a_factor_of_weight_zero_is_shown_as_not_scored_after_the_scored_ones(monkeypatch):
+    for factor, weight in (("workforce instability", 0.75), ("repeat work", 0.2), ("placement stability", 0.0)):
+        monkeypatch.setitem(report.standing.FACTOR_WEIGHTS, factor, weight)
+    row = {"f_workforce_instability": 0.4, "f_placement_stability": 0.0, "f_repeat_work": -0.1,
+           "standing": ["placement stability: 3+ placements 12.0%", "workforce instability: turnover 24.0%"]}
+    factors = report._factors(row)
+    assert [f["name"] for f in factors] == ["workforce instability", "repeat work", "placement stability"]
+    assert [f["contribution"] for f in factors] == ["+0.40", "-0.10", "not scored"]
+    assert factors[2]["detail"] == ["3+ placements 12.0%"]
+
+
 def test_a_published_rate_the_score_reads_is_named_in_words_on_a_council_page(built):
     """Rates per 10,000 and spend are no indicators of the catalogue: their warnings still read plainly."""
     with duckdb.connect(str(built["catalogue"]), read_only=True) as con:

@@ -429,16 +429,19 @@ def _score_text(score) -> str:
 
 def _factors(row: dict) -> list[dict]:
     """A council's risk factors at the report date, largest contribution first, each with its figures in
-    words (level, place among its statistical neighbours, England, change: ``council_risk.standing``)."""
+    words (level, place among its statistical neighbours, England, change: ``council_risk.standing``); a
+    factor of weight 0 (``standing.FACTOR_WEIGHTS``) is shown last as "not scored"."""
     lines = list(row.get("standing")) if row.get("standing") is not None else []
     out = []
     for factor in standing.FACTORS:
         value = row.get(council_risk.factor_column(factor))
         if value is None or pd.isna(value):
             continue
-        out.append(dict(name=factor, contribution=f"{value:+.2f}",
+        scored = standing.FACTOR_WEIGHTS.get(factor, 1.0) > 0
+        out.append(dict(name=factor, contribution=f"{value:+.2f}" if scored else "not scored",
+                        order=-float(value) if scored else np.inf,
                         detail=[x.split(": ", 1)[1] for x in lines if x.startswith(f"{factor}: ")]))
-    return sorted(out, key=lambda f: -float(f["contribution"]))
+    return sorted(out, key=lambda f: f["order"])
 
 
 def _ranked(data: Inputs) -> list[dict]:
