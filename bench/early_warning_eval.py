@@ -215,7 +215,7 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         councils = scenarios.make_councils(a.councils, deteriorating=a.deteriorating, years=a.years, seed=a.seed,
                                            scale=a.scale)
-        summary = scenarios.generate_scenario(landing, councils, years=a.years, seed=a.seed)
+        scenarios.generate_scenario(landing, councils, years=a.years, seed=a.seed)
         timings["generate_s"] = round(time.perf_counter() - t0, 1)
         print(f"generated {sum(1 for f in landing.rglob('*') if f.is_file())} files for {len(councils)} councils in "
               f"{timings['generate_s']} s", flush=True)

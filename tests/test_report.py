@@ -194,6 +194,48 @@ def test_the_ranking_chart_title_names_what_it_shows(built):
     assert re.fullmatch(r"The \d+ councils with the highest risk scores", fig["layout"]["title"]["text"])
 
 
+def test_council_page_shows_its_published_figures_year_by_year(built):
+    """The trend of a council's published figures (here its agency rate, 45 % every year)."""
+    [table] = tree(built["out"] / "councils" / "305.html").xpath("//section[@class='trend']//table")
+    header = [th.text_content() for th in table.xpath(".//thead//th")]
+    ind = built["indicators"]
+    public = ind[ind["source"].eq("published") & (known_dates(ind) <= pd.Timestamp(AS_OF))]
+    assert header[0] == "Figure" and header[1:] == sorted({str(p.year) for p in public["period_end"]})[-report.TREND_YEARS:]
+    assert len(header) > 2
+    [row] = [r for r in table.xpath(".//tbody/tr") if r.xpath("./td")[0].text_content().startswith("Agency")]
+    last = public[public["la_code"].eq("305") & public["indicator"].eq("agency_rate_fte")].sort_values("period_end")
+    cells = [td.text_content() for td in row.xpath("./td")[1:]]
+    assert cells[-1] == report.value_text(last["value"].iloc[-1], "percent")
+    assert float(cells[-1].rstrip("%")) == pytest.approx(45, abs=0.2)
+
+
+def test_council_page_says_how_many_factors_its_score_rests_on(built):
+    with duckdb.connect(str(built["catalogue"]), read_only=True) as con:
+        coverage = dict(con.execute("SELECT la_code, coverage FROM council_risk WHERE as_of = ?", [AS_OF]).fetchall())
+    for la, n in coverage.items():
+        assert f"from {n} factor(s) known" in text(built["out"] / "councils" / f"{la}.html")
+
+
+def test_a_factor_of_weight_zero_is_shown_as_not_scored_after_the_scored_ones(monkeypatch):
+    for factor, weight in (("workforce instability", 0.75), ("repeat work", 0.2), ("placement stability", 0.0)):
+        monkeypatch.setitem(report.standing.FACTOR_WEIGHTS, factor, weight)
+    row = {"f_workforce_instability": 0.4, "f_placement_stability": 0.0, "f_repeat_work": -0.1,
+           "standing": ["placement stability: 3+ placements 12.0%", "workforce instability: turnover 24.0%"]}
+    factors = report._factors(row)
+    assert [f["name"] for f in factors] == ["workforce instability", "repeat work", "placement stability"]
+    assert [f["contribution"] for f in factors] == ["+0.40", "-0.10", "not scored"]
+    assert factors[2]["detail"] == ["3+ placements 12.0%"]
+
+
+def test_a_published_rate_the_score_reads_is_named_in_words_on_a_council_page(built):
+    """Rates per 10,000 and spend are no indicators of the catalogue: their warnings still read plainly."""
+    with duckdb.connect(str(built["catalogue"]), read_only=True) as con:
+        builder = report.ReportBuilder(report.load(con, AS_OF))
+    section = builder.indicator_section("301", "cin_rate", "concern")
+    assert section["title"] == "Children in need per 10,000" and "pressure" in section["polarity_text"]
+    assert section["funnel"] is None and "factors above" in section["funnel_caption"]
+
+
 def test_spc_chart_draws_the_centre_and_limits_the_signal_was_judged_by(built):
     fig = figures(built["out"] / "councils" / "301.html")["spc-rereferral_12m"]
     judged = signal(built, "301", "rereferral_12m", "spc_point_beyond_limits")

@@ -84,8 +84,9 @@ def test_an_abolished_council_has_no_row_after_its_last_day_and_its_successors_i
 def test_a_judgement_counts_only_from_its_publication_date(con):
     assert risk(con, "330", date(2018, 10, 31)) == []
     [(score, coverage, _, ofsted, _)] = risk(con, "330", date(2018, 11, 30))
-    # Requires improvement = 1 point, half weight, over (0.5 + 1): one third
-    assert coverage == 1 and ofsted == pytest.approx(0.5 / 1.5) and score == pytest.approx(ofsted)
+    # Requires improvement = 1 point, at Ofsted history's weight, over that weight plus England's share
+    w = standing.FACTOR_WEIGHTS["Ofsted history"]
+    assert coverage == 1 and ofsted == pytest.approx(w / (w + council_risk.SHRINK)) and score == pytest.approx(ofsted)
 
 
 def test_the_explanation_names_the_level_neighbours_england_and_two_year_change():
@@ -113,7 +114,89 @@ def test_a_council_known_on_one_factor_is_shrunk_towards_england():
                             ("302", pd.Timestamp("2024-03-31"), "repeat work", 2.0, ["re-referrals up"])],
                            columns=["la_code", "as_of", "factor", "value", "reasons"])
     out = council_risk.combine(factors).set_index("la_code")
-    assert out.loc["301", "score"] == pytest.approx(1.0)            # 2 x 1 / (1 + 1)
-    assert out.loc["302", "score"] == pytest.approx(4 / 3)          # (2 + 2) / (2 + 1)
-    assert out.loc["302", "f_repeat_work"] + out.loc["302", "f_workforce_instability"] == pytest.approx(4 / 3)
+    w, r, shrink = (standing.FACTOR_WEIGHTS["workforce instability"], standing.FACTOR_WEIGHTS["repeat work"],
+                    council_risk.SHRINK)
+    assert out.loc["301", "score"] == pytest.approx(2 * w / (w + shrink)) and out.loc["301", "score"] < 2
+    assert out.loc["302", "score"] == pytest.approx(2 * (w + r) / (w + r + shrink))
+    assert out.loc["302", "f_repeat_work"] + out.loc["302", "f_workforce_instability"] == pytest.approx(
+        out.loc["302", "score"])
     assert (out.loc["302", "rank"], out.loc["301", "rank"]) == (1, 2) and out.loc["302", "coverage"] == 2
+
+
+def test_a_published_figure_outside_englands_range_warns_in_words_once_it_is_public(con):
+    rows = con.execute("SELECT la_code, as_of, method, severity, direction, explanation FROM early_warning "
+                       "WHERE method = 'published_level' AND direction = 'concern'").df()
+    assert len(rows) and (rows["severity"] == 2).all()
+    assert rows["as_of"].min().date() == date(2022, 2, 28)      # the 2021 census, published February 2022
+    assert rows["explanation"].str.startswith("Social worker turnover ").all()
+    assert rows["explanation"].str.contains("England .*outside England's range .*judged by level and change").all()
+
+
+def test_published_warnings_are_shown_but_not_scored_twice(con):
+    """The published figures reach the score through their standing; their warnings in early_warning do not
+    also count as live child-level warnings."""
+    assert con.execute("SELECT count(*) FROM council_risk WHERE f_live_warnings IS NOT NULL").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM early_warning WHERE method LIKE 'published%'").fetchone()[0] > 0
+
+
+def test_an_unusual_change_alone_is_worth_watching_and_with_an_outlying_level_is_a_warning():
+    known = pd.DataFrame({
+        "la_code": ["301", "302"], "metric": "turnover_rate_fte", "as_of": pd.Timestamp("2024-02-29"),
+        "value": [30.0, 16.0], "england": 15.0, "period_end": pd.Timestamp("2023-09-30"),
+        "z_england": [4.0, 0.5], "fz": [4.0, 0.5], "z_change": [3.5, 3.5],
+        "explanation": ["social worker turnover 30.0% (2023)", "social worker turnover 16.0% (2023)"]})
+    out = standing.signals_at(known).set_index(["la_code", "method"])
+    assert out.loc[("301", "published_level"), "severity"] == 2
+    assert out.loc[("301", "published_change"), "severity"] == 2
+    assert out.loc[("302", "published_change"), "severity"] == 1
+    assert ("302", "published_level") not in out.index
+    assert (out["direction"] == "concern").all()
+
+
+def test_spend_per_child_counts_from_the_december_after_its_financial_year():
+    """RO3 2024-25 (return year 2025): net current expenditure over the services, not their "of which"
+    parts, per child aged 0-17, public from 31 December 2025."""
+    c = duckdb.connect()
+    c.execute("""CREATE TABLE spend_ro3 AS SELECT * FROM (VALUES
+                 (2025, '886', 'Children looked after', 'Net Current Expenditure', 300000.0),
+                 (2025, '886', 'Children looked after of which residential care', 'Net Current Expenditure', 200000.0),
+                 (2025, '886', 'Safeguarding children and young people''s services', 'Net Current Expenditure', 100000.0))
+                 t(return_year, la_code, service, line, value)""")
+    c.execute("""CREATE TABLE published_statistics AS SELECT * FROM (VALUES
+                 ('population_0_17', 'Local authority', '886', DATE '2024-06-30', 350000.0, 'population_estimate',
+                  DATE '2025-06-30'))
+                 t(dataset, geographic_level, old_la_code, period_end, value, measure, published_on)""")
+    [row] = standing.read_metrics(c).itertuples()
+    assert (row.metric, row.year, row.known_from) == ("csc_spend_per_child", 2025, pd.Timestamp("2025-12-31"))
+    assert row.value == pytest.approx(1000 * 400000 / 350000)          # pounds thousands -> pounds per child
+
+
+def test_a_council_whose_count_is_suppressed_leaves_the_others_their_funnel():
+    """Small councils are shrunk towards England by their funnel; one council without published counts
+    is judged by a robust z alone, and never warns on its level without its counts."""
+    frame = real_turnover()
+    year = frame[frame["period_end"].dt.year == 2023].dropna(subset=["value"]).copy()
+    metrics = year.rename(columns={"indicator": "metric", "published_on": "known_from"}).assign(year=2023)
+    whole = standing.standing(metrics, {}).set_index("la_code")
+    gap = metrics.copy()
+    gap.loc[gap["la_code"] == "201", ["numerator", "denominator"]] = float("nan")   # City of London's counts
+    holed = standing.standing(gap, {}).set_index("la_code")
+    others = whole.index.drop("201")
+    assert holed.loc[others, "fz"].notna().all()
+    assert holed.loc[others, "z_england"].to_numpy() == pytest.approx(whole.loc[others, "z_england"].to_numpy(), abs=0.05)
+    assert pd.isna(holed.loc["201", "fz"]) and pd.notna(holed.loc["201", "z_england"])
+    known = holed.reset_index().assign(as_of=pd.Timestamp("2024-03-31"), z_england=lambda f: f["z_england"] * 0 + 9)
+    warned = standing.signals_at(known)
+    assert "201" not in set(warned.loc[warned["method"] == "published_level", "la_code"])
+
+
+def test_the_explanation_places_the_council_among_its_neighbours_in_words():
+    frame = real_turnover()
+    metrics = frame[frame["period_end"].dt.year == 2023].dropna(subset=["value"]).rename(
+        columns={"indicator": "metric", "published_on": "known_from"}).assign(year=2023)
+    by_value = metrics.sort_values("value")["la_code"].tolist()
+    low, mid, high = by_value[0], by_value[len(by_value) // 2], by_value[-1]
+    levels = standing.standing(metrics, {low: [mid, high], mid: [low, high], high: [low, mid]}).set_index("la_code")
+    assert ", the lowest of 3 with its neighbours" in levels.loc[low, "explanation"]
+    assert ", 2nd highest of 3 with its neighbours" in levels.loc[mid, "explanation"]
+    assert ", the highest of 3 with its neighbours" in levels.loc[high, "explanation"]

@@ -105,7 +105,7 @@ def cmd_warn(args) -> int:
     if rows:
         print(f"  {SEVERITY_LEGEND}")
     for la_code, _indicator, severity, explanation, methods, rank, score in rows:
-        standing = f"risk rank {rank}, score {score:g}" if score is not None else "no risk score yet"
+        standing = f"risk rank {rank}, score {score:+.2f}" if score is not None else "no risk score yet"
         print(f"  {SEVERITY_MARKERS.get(severity, '[?]')} {la_code} ({standing}) {explanation} [{', '.join(methods)}]")
     if ranked:
         print(f"Risk of council {args.la} at {as_of}:" if args.la else

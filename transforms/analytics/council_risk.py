@@ -8,11 +8,10 @@ council abolished by reorganisation has none after its last day (``schemas/counc
 
 Factors (``standing.FACTOR_WEIGHTS``), each in z-score units, positive = worse:
 
-- from the published statistics (``transforms/analytics/standing.py``): workforce instability (turnover,
-  agency, vacancies, caseload), repeat work (re-referrals, repeat CP plans), drift (CP plans open 2 years
-  or more), placement stability (3+ placements, long-term stability), demand (referrals, children in need,
-  on CP plans and looked after per 10,000, and their change): the mean of the factor's metrics' signed
-  standing against England and the statistical neighbours plus half its two-year change;
+- from the published statistics (``transforms/analytics/standing.py``, which lists each factor's metrics):
+  workforce instability, timeliness, repeat work, placement stability, outcomes, demand and spend: the mean
+  of the factor's metrics' signed standing against England and the statistical neighbours plus half its
+  two-year change;
 - Ofsted history: the latest published overall judgement (Inadequate 2, Requires improvement 1, Good 0,
   Outstanding -1);
 - live warnings (councils with child-level returns): the early-warning concerns of severity 2 or more live
@@ -22,11 +21,12 @@ Factors (``standing.FACTOR_WEIGHTS``), each in z-score units, positive = worse:
   but not scored: on the scenario benchmark (bench/README.md) it comes about 0.6 times per stable
   council-year, against 0.09 for warnings.
 
-``score = sum(w_f x factor_f) / (sum of the weights of the factors the council has + 1)``: the weighted
-mean of the factors it has, shrunk towards England's average (0) by one factor's worth, so a council known
+``score = sum(w_f x factor_f) / (sum of the weights of the factors the council has + SHRINK)``: the
+weighted mean of the factors it has, shrunk towards England's average (0) by about one factor's worth, so a council known
 on one factor does not outrank one known on five by the noise of a single figure. ``<factor>`` columns hold
 each factor's contribution (``w_f x factor_f`` over the same divisor: they sum to the score); ``coverage``
-how many factors were known. Weights are equal by design (see ``standing.FACTOR_WEIGHTS``).
+how many factors were known. Weights: each factor's Somers' D on the development set, Ofsted's SIF
+judgements (``standing.FACTOR_WEIGHTS``, bench/early_warning_weights.py).
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ FACTORS = INDICATOR_WEIGHTS          # the name the report reads
 DEFAULT_WEIGHT = 1.0   # any other indicator (missing from care, long CP plans, rates)
 MIN_SEVERITY = 2       # warnings only: see the module docstring
 WARNING_POINTS_PER_Z = 4.0           # a workforce warning of severity 2 (6 points) = 1.5
-SHRINK = 1.0                         # factors' worth of England's average added to every council's divisor
+SHRINK = 0.25                        # weight of England's average (0) added to every council's divisor: about one
+                                     # published factor's worth (standing.FACTOR_WEIGHTS)
 
 
 def factor_column(factor: str) -> str:
@@ -94,7 +95,8 @@ def _warning_factor(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
              concern AS (
                SELECT la_code, as_of, indicator, max(severity) AS severity,
                       arg_max(explanation, severity) AS explanation
-               FROM early_warning WHERE direction = 'concern' AND severity >= {MIN_SEVERITY} GROUP BY ALL),
+               FROM early_warning WHERE direction = 'concern' AND severity >= {MIN_SEVERITY}
+                 AND method NOT LIKE 'published%' GROUP BY ALL),
              weighted AS (
                SELECT c.*, c.severity * coalesce(w.weight, {DEFAULT_WEIGHT}) AS points
                FROM concern c LEFT JOIN _risk_weights w USING (indicator))
@@ -161,9 +163,22 @@ def combine(factors: pd.DataFrame) -> pd.DataFrame:
 
 def build_council_risk(con: duckdb.DuckDBPyConnection) -> None:
     """Create ``council_risk`` in an open catalogue connection from ``indicators``, ``early_warning``,
-    ``published_statistics``, ``statistical_neighbours`` and ``ofsted_judgements`` (those held)."""
-    published, _ = standing.published_factors(con)
+    ``published_statistics``, ``statistical_neighbours`` and ``ofsted_judgements`` (those held), and add the
+    published figures' warnings (``published_level``, ``published_change``: ``standing.signals_at``) to
+    ``early_warning``."""
+    published, _, signals = standing.published_factors(con)
     frame = combine(pd.concat([published, _warning_factor(con)], ignore_index=True))
+    # the published figures' warnings join the child-level ones in early_warning (after the live-warnings
+    # factor has read those: the published figures are scored through their standing, not twice)
+    if len(signals):
+        con.register("_published_signals", signals)
+        try:
+            have = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                              "WHERE table_name = 'early_warning'").fetchall()}
+            cols = ", ".join(f'"{c}"' for c in signals.columns if c in have)
+            con.execute(f"INSERT INTO early_warning ({cols}) SELECT {cols} FROM _published_signals")
+        finally:
+            con.unregister("_published_signals")
     types = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, (t, _) in COLUMNS.items())
     con.register("_risk_df", frame)
     try:

@@ -91,11 +91,14 @@ STREAMS = (("rolling_12m", "child_level"), ("dfe_year", "child_level"), ("dfe_ye
 
 COLUMNS = {
     "la_code": ("VARCHAR", "3-digit old LA code of the council"),
-    "indicator": ("VARCHAR", "Indicator id (indicator_catalogue.indicator)"),
+    "indicator": ("VARCHAR", "Indicator id (indicator_catalogue.indicator; published warnings: a standing metric, "
+                             "standing.METRICS)"),
     "as_of": ("DATE", "Month end at which the signal was live, using only data known by then"),
     "method": ("VARCHAR", "spc_point_beyond_limits, spc_run, spc_trend, spc_two_of_three (own history: the "
                           "monthly series, p'-chart; state indicators: rolling 12 months, beyond limits only) or "
-                          "funnel_england (against all councils, 99.8 % funnel)"),
+                          "funnel_england (against all councils, 99.8 % funnel); published figures (annual, "
+                          "transforms/analytics/standing.py): published_level (outside England's 99.8 % range) or "
+                          "published_change (an unusual two-year change)"),
     "value": ("DOUBLE", "The council's value at the latest point (indicator unit)"),
     "expected": ("DOUBLE", "SPC: centre line of the council's own baseline; funnel: England proportion"),
     "lower": ("DOUBLE", "Lower limit (SPC 3 sigma; funnel 99.8 %, over-dispersion adjusted)"),

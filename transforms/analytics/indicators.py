@@ -92,12 +92,16 @@ class PublishedCounterpart(schema.SchemaModel):
     """The indicator as DfE publishes it, read from published_statistics."""
     dataset: schema.Text
     """Dataset in published_statistics (an ees schema's ``dataset``)."""
-    measure: schema.Text
-    """Measure column of the value."""
+    measure: schema.Text | None = None
+    """Measure column of the value (none: numerator / denominator in the indicator's unit, where the file
+    gives the counts only)."""
     breakdowns: dict[str, str] | None = None
     """Breakdown filter of the value (and, by default, of its numerator and denominator)."""
     numerator: PublishedPart
     denominator: PublishedPart
+    earlier: list[PublishedCounterpart] = []
+    """The same figure in an earlier release's layout, used only where this dataset has none for the council
+    and period (this dataset's figures are as revised by its later release, and win)."""
 
 
 class Indicator(schema.SchemaModel):
@@ -127,8 +131,8 @@ class Indicator(schema.SchemaModel):
     """Also computed per calendar month (event indicators only)."""
     reference: schema.Text
     """DfE publication table the definition follows."""
-    lait_measure: schema.Text
-    """Matching measure in DfE's LA Interactive Tool (LAIT)."""
+    lait_measure: schema.Text | None = None
+    """Matching measure in DfE's LA Interactive Tool (LAIT); none where LAIT has no such measure."""
     published: PublishedCounterpart | None = None
     caveats: str | None = None
 
@@ -522,8 +526,28 @@ def _published_part(dataset: str, part: dict, breakdowns: dict | None) -> str:
 
 
 def published_sql(item: dict) -> str:
+    """The indicator's published figures; with ``earlier`` layouts, a figure per council and period from the
+    first counterpart that has one (the declared dataset first)."""
     pub = item["published"]
+    if not pub.get("earlier"):
+        return _counterpart_sql(item, pub)
+    parts = [f"SELECT *, {k} AS _layout FROM ({_counterpart_sql(item, p)})"
+             for k, p in enumerate([pub, *pub["earlier"]])]
+    return f"""
+        SELECT * EXCLUDE (_layout) FROM ({' UNION ALL '.join(parts)})
+        QUALIFY row_number() OVER (PARTITION BY la_code, period_end ORDER BY _layout) = 1"""
+
+
+def _counterpart_sql(item: dict, pub: dict) -> str:
     bd = pub.get("breakdowns")
+    if pub.get("measure") is None:     # counts only: the value is computed from them
+        return f"""
+        SELECT n.la_code, {literal(item['id'])} AS indicator, n.period_end, 'dfe_year' AS "window",
+               n.value AS numerator, d.value AS denominator, {UNITS[item['unit']]} * n.value / d.value AS value,
+               'published' AS source, greatest(n.published_on, d.published_on) AS published_on
+        FROM ({_published_part(pub['dataset'], pub['numerator'], bd)}) n
+        JOIN ({_published_part(pub['dataset'], pub['denominator'], bd)}) d USING (la_code, time_period)
+        WHERE n.value IS NOT NULL AND d.value > 0"""
     return f"""
         SELECT v.la_code, {literal(item['id'])} AS indicator, v.period_end, 'dfe_year' AS "window",
                n.value AS numerator, d.value AS denominator, v.value, 'published' AS source, v.published_on

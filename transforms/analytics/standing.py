@@ -5,8 +5,11 @@ Published figures are one point a year, so no SPC baseline will exist for years:
 Everything is computed as it could have been on the day: a figure counts from its dataset's ``published_on``
 (declared per dataset in ``schemas/``: e.g. CIN census on 31 October, children looked after on 30 November,
 the workforce census at 30 September on the following 28 February), an Ofsted judgement from its
-``publication_date``. Files give each year's figure as last revised, so a revised figure is used as revised
-from the first release date (the files do not say what was first published).
+``publication_date``. First known or revised: a figure is kept as first known where the file says which
+figure that was; no file held does (each gives every year as its own release has it: CSWW 2017-2025 and
+the older 2017-2022 layout as revised by their releases, KS2 as "Final" or "Revised"), so figures are used
+as revised, from the first release date, and the warnings say "as revised". Where two layouts give the
+same figure, the later release wins (``schemas/indicators``' ``earlier``).
 
 Metrics (``METRICS``): each a proportion with its denominator (re-referrals of referrals, ...), a rate per
 10,000 children aged 0-17 (ONS mid-year estimate of the calendar year before the 31 March year end), a
@@ -31,6 +34,18 @@ to each member council. A council created by reorganisation takes its predecesso
 for the years before it existed, so its change is measured across the reorganisation; a council abolished
 has no row after its last day.
 
+Factors (``FACTOR_WEIGHTS``, weights documented there): workforce instability (turnover, agency, vacancies,
+caseload, children looked after with 3+ social workers), timeliness (children in need awaiting assessment
+at 31 March -- the published trace of assessment timeliness, C2 not being held -- and CP plans open 2 years
+or more), repeat work (re-referrals, repeat CP plans), placement stability (3+ placements, long-term
+stability, new placements out of area over 20 miles, mid-year school moves), outcomes (health assessments,
+convictions, absence and KS2 of children in need and of children looked after), demand (referrals,
+children in need, on CP plans and looked after per 10,000), spend and Ofsted history: each the mean of its
+metrics' ``signed``.
+
+Warnings (``signals_at``): a figure outside England's 99.8 % range, or an unusual change, is written to
+``early_warning`` (methods ``published_level``, ``published_change``) with its explanation in words.
+
 Ofsted history: the latest judgement published by the month end and in the last ``OFSTED_STALE_YEARS``
 (a successor inherits its predecessors'), as 2 (Inadequate), 1 (Requires improvement), 0 (Good) or -1
 (Outstanding).
@@ -49,8 +64,10 @@ from transforms.analytics.early_warning import _funnel_long
 STALE_MONTHS = 30     # a figure whose period ended longer ago than this no longer counts (a discontinued series)
 CHANGE_WEIGHT = 0.5   # weight of the two-year change beside the level
 CLIP = 3.0
+LIMIT_Z = 3.09        # 99.8 %: a published figure this far from England's (or a change from the others') warns
 OFSTED_POINTS = {"4": 2.0, "3": 1.0, "2": 0.0, "1": -1.0}
-OFSTED_STALE_YEARS = 5   # a judgement older than this no longer counts (standard inspections come every ~3 years)
+OFSTED_STALE_YEARS = 8   # a judgement older than this no longer counts: graded inspections came every 3-5 years, and
+                         # the move from SIF (to 2018) to ILACS (2018-2024) left up to 7 years between two of them
 OFSTED_WORDS = {"4": "Inadequate", "3": "Requires improvement", "2": "Good", "1": "Outstanding"}
 
 
@@ -70,35 +87,59 @@ METRICS = (
     Metric("caseload_fte", "average caseload", "workforce instability", "higher_is_worse", "ratio"),
     Metric("rereferral_12m", "re-referrals within 12 months", "repeat work", "higher_is_worse", "percent"),
     Metric("repeat_cp_plan", "second or later CP plans", "repeat work", "higher_is_worse", "percent"),
-    Metric("cp_plan_open_2y", "CP plans open 2 years or more", "drift", "higher_is_worse", "percent"),
+    Metric("social_worker_changes", "children looked after with 3+ social workers", "workforce instability",
+           "higher_is_worse", "percent"),
+    Metric("awaiting_assessment", "children in need awaiting assessment", "timeliness", "higher_is_worse",
+           "percent"),
+    Metric("cp_plan_open_2y", "CP plans open 2 years or more", "timeliness", "higher_is_worse", "percent"),
     Metric("placement_stability_short", "children looked after with 3+ placements", "placement stability",
            "higher_is_worse", "percent"),
     Metric("placement_stability_long", "long-term placements stable 2 years", "placement stability",
            "lower_is_worse", "percent"),
+    Metric("placements_distant", "new placements out of area over 20 miles", "placement stability",
+           "higher_is_worse", "percent"),
+    Metric("school_moves_midyear", "children looked after with a mid-year school move", "placement stability",
+           "higher_is_worse", "percent"),
+    Metric("health_assessment", "children looked after with their health assessment", "outcomes",
+           "lower_is_worse", "percent"),
+    Metric("convictions_cla", "children looked after convicted or cautioned", "outcomes", "higher_is_worse",
+           "percent"),
+    Metric("absence_cin", "absence of children in need", "outcomes", "higher_is_worse", "percent"),
+    Metric("ks2_rwm_cin", "children in need at the KS2 expected standard", "outcomes", "lower_is_worse",
+           "percent"),
+    Metric("absence_cla", "absence of children looked after", "outcomes", "higher_is_worse", "percent"),
+    Metric("ks2_rwm_cla", "children looked after at the KS2 expected standard", "outcomes", "lower_is_worse",
+           "percent"),
     Metric("referral_rate", "referrals per 10,000", "demand", "demand", "rate"),
     Metric("cin_rate", "children in need per 10,000", "demand", "demand", "rate"),
     Metric("cp_rate", "children on CP plans per 10,000", "demand", "demand", "rate"),
     Metric("cla_rate_per_10k", "children looked after per 10,000", "demand", "demand", "rate"),
     Metric("csc_spend_per_child", "children's social care net spend per child", "spend", "demand", "pounds"),
 )
-# Weights of the factors in the score: equal, by design. On the 173 SIF-era judgements held (40
-# Inadequate) any fitted weighting is noise; the development set cannot see workforce, placement or
-# Ofsted-history factors at all (those series start in 2017-2021), so their weight comes from the
-# published research on what precedes failure (Ofsted's and ADCS's accounts; the LGA's workforce studies),
-# which names each of them, not from a fit. ``live warnings`` is the child-level SPC/funnel evidence.
-# Spend weighs half: one year is held (RO3 2024-25), and high spend per child is as often the cost of
-# recovery after a poor judgement as a sign of trouble before one.
-# Ofsted history weighs half: the development set's only earlier judgements are 21 SIF re-inspections,
-# where a council judged Inadequate before was more often judged better than worse (councils improve under
-# intervention), so a past grade is weaker evidence of the next one than the published figures.
+# Weights of the factors in the score: each factor's Somers' D (2 x AUC - 1, floored at 0, to 0.05) for
+# Inadequate vs Good/Outstanding on the development set, Ofsted's SIF judgements 2014-2018
+# (bench/early_warning_weights.py; figures in bench/README.md). Univariate, never fitted jointly: with 40
+# Inadequate judgements a joint fit is noise. Factors public at SIF inspection dates are weighed by how well
+# they *preceded* the judgement (demand 0.600, repeat work 0.588, timeliness 0.621); factors first published
+# later, by how well their first published year tells apart councils Ofsted had judged (workforce 0.877 in
+# February 2018, outcomes 0.509 in 2020, placement stability 0.447 in 2022) -- an upper bound, since an
+# Inadequate judgement itself brings agency staff, but the only evidence allowed here.
+# Ofsted history has no AUC on the development set (every earlier judgement held is an Inadequate before a
+# re-inspection), but those 21 re-inspections found Inadequate again against Good 7 : 3, where first
+# inspections found it 33 : 54 -- odds 3.8 times higher after an Inadequate, as strong as any published
+# factor: it weighs as the strongest one. Spend weighs nothing: its one year held (RO3 2024-25, public in
+# December 2025) tells the SIF judgements apart no better than chance (concurrent AUC 0.504); it is shown,
+# not scored, as are outcomes and placement stability. ``live warnings`` (child-level SPC/funnel evidence,
+# never at SIF dates) keeps weight 1 from the scenario benchmark (bench/README.md).
 FACTOR_WEIGHTS = {
-    "Ofsted history": 0.5,
-    "workforce instability": 1.0,
-    "repeat work": 1.0,
-    "drift": 1.0,
-    "placement stability": 1.0,
-    "demand": 1.0,
-    "spend": 0.5,
+    "Ofsted history": 0.75,
+    "workforce instability": 0.75,
+    "timeliness": 0.25,
+    "repeat work": 0.2,
+    "demand": 0.2,
+    "outcomes": 0.0,
+    "placement stability": 0.0,
+    "spend": 0.0,
     "live warnings": 1.0,
 }
 FACTORS = tuple(FACTOR_WEIGHTS)
@@ -166,11 +207,11 @@ def read_metrics(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                 WHERE p.pop > 0""", [dataset, measure, metric]).df())
     if "spend_ro3" in have:
         # net current expenditure over the services (not their "of which" parts), per child aged 0-17
-        # (mid-year estimate within the financial year). The landing reads "2024-25" as return year 2024
-        # and a year=YYYY folder may say 2025: the period is taken as ending 31 March return_year + 1 and
-        # the figures as public from the 31 December after it -- never too early, at worst a year late.
+        # (the latest mid-year estimate held on or before the financial year's end). The landing reads
+        # "2024-25" as return year 2025 (schemas/spend_ro3.yaml): the period ends 31 March return_year and
+        # the figures are public from the 31 December after it, the later plausible date.
         parts.append(con.execute("""
-            WITH s AS (SELECT la_code, return_year + 1 AS year, sum(value) AS spend
+            WITH s AS (SELECT la_code, return_year AS year, sum(value) AS spend
                        FROM spend_ro3
                        WHERE line = 'Net Current Expenditure' AND service NOT LIKE '% of which %'
                          AND la_code IS NOT NULL GROUP BY ALL HAVING count(value) > 0),
@@ -181,7 +222,7 @@ def read_metrics(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             SELECT s.la_code, 'csc_spend_per_child' AS metric, s.year, make_date(s.year, 3, 31) AS period_end,
                    make_date(s.year, 12, 31) AS known_from, 1000 * s.spend AS numerator, p.pop AS denominator,
                    1000 * s.spend / p.pop AS value
-            FROM s JOIN p ON p.la_code = s.la_code AND p.year = s.year
+            FROM s ASOF JOIN p ON p.la_code = s.la_code AND p.year <= s.year
             WHERE p.pop > 0""").df() if "published_statistics" in have else pd.DataFrame())
     cols = ["la_code", "metric", "year", "period_end", "known_from", "numerator", "denominator", "value"]
     parts = [p for p in parts if len(p)]
@@ -277,9 +318,11 @@ def standing(metrics: pd.DataFrame, neighbours: dict[str, list[str]]) -> pd.Data
     for (metric, year), g in own.groupby(["metric", "year"]):
         g = g.copy()
         s = spec[metric]
-        if s.unit in ("percent", "rate") and g["fz"].notna().all():
-            z = g["fz"].to_numpy()
-            england = float(g["p0"].iloc[0])
+        if s.unit in ("percent", "rate") and g["fz"].notna().any():
+            # the funnel z where the council's counts are published; a robust z for a council whose count
+            # is suppressed (one such council no longer costs every other council its funnel)
+            z = g["fz"].where(g["fz"].notna(), _robust_z(g["value"])).to_numpy()
+            england = float(g["p0"].dropna().iloc[0])
             sd = float(g["value"].std())
         else:
             z = _robust_z(g["value"]).to_numpy()
@@ -346,10 +389,10 @@ def _explain(s: Metric, r) -> str:
     text = f"{s.title} {_fmt(r.value, s.unit)} ({year})"
     if np.isfinite(r.neighbour_rank):
         rank, n = int(r.neighbour_rank), int(r.neighbour_n)
-        if s.polarity == "lower_is_worse":
-            text += f", {_ordinal(n + 1 - rank)} lowest of {n} with its neighbours"
-        else:
-            text += f", {_ordinal(rank)} highest of {n} with its neighbours"
+        place = n + 1 - rank if s.polarity == "lower_is_worse" else rank
+        word, other = ("lowest", "highest") if s.polarity == "lower_is_worse" else ("highest", "lowest")
+        where = f"the {word}" if place == 1 else f"the {other}" if place == n else f"{_ordinal(place)} {word}"
+        text += f", {where} of {n} with its neighbours"
     text += f", England {_fmt(r.england, s.unit)}"
     if np.isfinite(r.change) and r.change != 0:
         unit = " points" if s.unit == "percent" else ""
@@ -384,26 +427,90 @@ def runs(frame: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, np.ndarray
     return frame[keys].iloc[starts].reset_index(drop=True), starts, ends
 
 
-def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
+def known_at(levels: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """``standing`` rows as known at each month end ``as_of`` of ``dates``: per council and metric, the latest
+    year published by then (a later-published earlier year never replaces it), not older than
+    ``STALE_MONTHS``."""
+    if levels.empty or not dates:
+        return levels.iloc[:0].assign(as_of=pd.Series(dtype="datetime64[ns]"))
+    grid = pd.DataFrame({"as_of": pd.to_datetime(dates).astype("datetime64[ns]")}).sort_values("as_of")
+    lv = levels.assign(known_from=levels["known_from"].astype("datetime64[ns]"),
+                       period_end=levels["period_end"].astype("datetime64[ns]")).sort_values("known_from")
+    keys = lv[["la_code", "metric"]].drop_duplicates()
+    g = keys.merge(grid, how="cross").sort_values("as_of")
+    known = pd.merge_asof(g, lv, left_on="as_of", right_on="known_from", by=["la_code", "metric"],
+                          direction="backward").dropna(subset=["known_from"])
+    known = known.sort_values("year").drop_duplicates(["la_code", "metric", "as_of"], keep="last")
+    age = (known["as_of"] - known["period_end"]).dt.days / 30.44
+    return known[age <= STALE_MONTHS].reset_index(drop=True)
+
+
+def signals_at(known: pd.DataFrame) -> pd.DataFrame:
+    """Warnings from the published figures known at each month end (``known_at``), in ``early_warning``'s
+    columns: annual figures are judged by level and change, never by SPC (one point a year).
+
+    - ``published_level``: the level is outside England's 99.8 % range (``|z_england| >= LIMIT_Z``: the
+      over-dispersed funnel for proportions and rates -- never without it, a council whose counts are
+      suppressed does not warn on its level -- a robust z for ratios and pounds); severity 2, as a
+      child-level funnel outlier;
+    - ``published_change``: the change over two years (one where that is all there is) is beyond
+      ``LIMIT_Z`` robust standard deviations of every council's change; severity 1 (worth watching), 2 when
+      the level is outside England's range on the same side too.
+
+    ``direction``: concern when worse by the metric's polarity (demand: higher, as in the score),
+    improvement otherwise. ``expected`` is England's figure; ``lower``/``upper`` are not given (NULL)."""
+    cols = ["la_code", "indicator", "as_of", "method", "value", "expected", "lower", "upper", "direction", "since",
+            "severity", "explanation"]
+    if known.empty:
+        return pd.DataFrame(columns=cols)
+    spec = {m.id: m for m in METRICS}
+    sign = known["metric"].map({k: (-1.0 if v.polarity == "lower_is_worse" else 1.0) for k, v in spec.items()})
+    # a proportion or rate warns on its level only through its funnel (its counts published): a robust z
+    # ignores how small the council is
+    counted = known["fz"].notna() | ~known["metric"].map(lambda k: spec[k].unit in ("percent", "rate"))
+    level = known["z_england"].where((known["z_england"].abs() >= LIMIT_Z) & counted)
+    change = known["z_change"].where(known["z_change"].abs() >= LIMIT_Z)
+    parts = []
+    for method, z in (("published_level", level), ("published_change", change)):
+        rows = known[z.notna()].copy()
+        if rows.empty:
+            continue
+        worse = (np.sign(z[z.notna()]) * sign[z.notna()]) > 0
+        rows["method"] = method
+        rows["direction"] = np.where(worse, "concern", "improvement")
+        if method == "published_level":
+            rows["severity"] = 2
+            how = "outside England's range (99.8 %)"
+        else:
+            same = np.sign(known.loc[z.notna(), "z_england"]) == np.sign(z[z.notna()])
+            rows["severity"] = np.where(level[z.notna()].notna() & same, 2, 1)
+            how = "an unusual change (99.8 % of councils' changes)"
+        rows["explanation"] = [f"{text[0].upper()}{text[1:]}: {how}; published annually (as revised), judged by "
+                               f"level and change ({d})." for text, d in zip(rows["explanation"], rows["direction"])]
+        parts.append(rows)
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(parts, ignore_index=True)
+    out = out.rename(columns={"metric": "indicator", "england": "expected", "period_end": "since"})
+    out["lower"], out["upper"] = np.nan, np.nan
+    out["as_of"] = pd.to_datetime(out["as_of"]).dt.date
+    out["since"] = pd.to_datetime(out["since"]).dt.date
+    return out[cols].astype({"severity": "int64"})
+
+
+def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Timestamp],
+               known: pd.DataFrame | None = None) -> pd.DataFrame:
     """``(la_code, as_of, factor, value, reasons, detail)``: each factor's score per council and month end,
     from the figures known then (the latest year of each metric published by ``as_of``, not older than
     ``STALE_MONTHS``); ``reasons`` the factor's metrics well above England's average (signed > 0.5, at most
-    two) in words, ``detail`` every metric of it in words, worst first."""
+    two) in words, ``detail`` every metric of it in words, worst first. ``known``: ``known_at(levels, dates)``
+    when the caller has it already."""
     if not dates:
         return pd.DataFrame(columns=["la_code", "as_of", "factor", "value", "reasons", "detail"])
     grid = pd.DataFrame({"as_of": pd.to_datetime(dates).astype("datetime64[ns]")}).sort_values("as_of")
     parts = []
     if len(levels):
-        lv = levels.assign(known_from=levels["known_from"].astype("datetime64[ns]"),
-                           period_end=levels["period_end"].astype("datetime64[ns]")).sort_values("known_from")
-        keys = lv[["la_code", "metric"]].drop_duplicates()
-        g = keys.merge(grid, how="cross").sort_values("as_of")
-        known = pd.merge_asof(g, lv, left_on="as_of", right_on="known_from", by=["la_code", "metric"],
-                              direction="backward").dropna(subset=["known_from"])
-        # the latest *year* known (a later-published earlier year never replaces it)
-        known = known.sort_values("year").drop_duplicates(["la_code", "metric", "as_of"], keep="last")
-        age = (known["as_of"] - known["period_end"]).dt.days / 30.44
-        known = known[age <= STALE_MONTHS]
+        known = known_at(levels, dates) if known is None else known
         keys = ["la_code", "as_of", "factor"]
         known = known.sort_values([*keys, "signed"], ascending=[True, True, True, False])
         f, starts, ends = runs(known, keys)
@@ -437,9 +544,10 @@ def factors_at(levels: pd.DataFrame, judgements: pd.DataFrame, dates: list[pd.Ti
     return pd.concat(parts, ignore_index=True)
 
 
-def published_factors(con: duckdb.DuckDBPyConnection, dates: list | None = None) -> tuple[pd.DataFrame, list]:
-    """Factors at every month end from the first publication held to the latest (or at ``dates``), and
-    the month ends used."""
+def published_factors(con: duckdb.DuckDBPyConnection, dates: list | None = None
+                      ) -> tuple[pd.DataFrame, list, pd.DataFrame]:
+    """Factors at every month end from the first publication held to the latest (or at ``dates``), the
+    month ends used, and the published figures' warnings at them (``signals_at``)."""
     metrics = read_metrics(con)
     judgements = read_judgements(con)
     if dates is None:
@@ -447,4 +555,5 @@ def published_factors(con: duckdb.DuckDBPyConnection, dates: list | None = None)
         ends = [x.max() for x in (metrics["known_from"], judgements["publication_date"]) if len(x)]
         dates = month_ends(min(starts), max(ends)) if starts else []
     levels = standing(metrics, read_neighbours(con))
-    return factors_at(levels, judgements, dates), dates
+    known = known_at(levels, dates)
+    return factors_at(levels, judgements, dates, known), dates, signals_at(known)

@@ -51,11 +51,15 @@ METHOD_TEXT = {
     "spc_trend": "own history: a trend",
     "spc_two_of_three": "own history: close to a limit",
     ew.FUNNEL_METHOD: "against England: outside the funnel",
+    "published_level": "published figure: outside England's range",
+    "published_change": "published figure: an unusual change",
 }
 WINDOW_TEXT = {"rolling_12m": "rolling 12 months", "dfe_year": "DfE year (April to March)",
                "month": "month", "rolling_3m": "rolling 3 months"}
 POLARITY_TEXT = {"higher_is_worse": "Higher is worse.", "lower_is_worse": "Lower is worse.",
-                 "context": "Context: no better direction; a sharp change either way is flagged."}
+                 "context": "Context: no better direction; a sharp change either way is flagged.",
+                 "demand": "Demand: no better direction, but higher and rising demand are read as pressure."}
+PUBLISHED_UNITS = {"percent": "percent", "rate": "rate_per_10k", "ratio": "ratio", "pounds": None}
 # no mode bar: hovering, dragging to zoom and double-clicking to reset are all a reader needs
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "displayModeBar": False}
 CATALOGUE_FILE = "csreturns.duckdb"
@@ -445,16 +449,19 @@ def _score_text(score) -> str:
 
 def _factors(row: dict) -> list[dict]:
     """A council's risk factors at the report date, largest contribution first, each with its figures in
-    words (level, place among its statistical neighbours, England, change: ``council_risk.standing``)."""
+    words (level, place among its statistical neighbours, England, change: ``council_risk.standing``); a
+    factor of weight 0 (``standing.FACTOR_WEIGHTS``) is shown last as "not scored"."""
     lines = list(row.get("standing")) if row.get("standing") is not None else []
     out = []
     for factor in standing.FACTORS:
         value = row.get(council_risk.factor_column(factor))
         if value is None or pd.isna(value):
             continue
-        out.append(dict(name=factor, contribution=f"{value:+.2f}",
+        scored = standing.FACTOR_WEIGHTS.get(factor, 1.0) > 0
+        out.append(dict(name=factor, contribution=f"{value:+.2f}" if scored else "not scored",
+                        order=-float(value) if scored else np.inf,
                         detail=[x.split(": ", 1)[1] for x in lines if x.startswith(f"{factor}: ")]))
-    return sorted(out, key=lambda f: -float(f["contribution"]))
+    return sorted(out, key=lambda f: f["order"])
 
 
 def _ranked(data: Inputs) -> list[dict]:
@@ -462,6 +469,7 @@ def _ranked(data: Inputs) -> list[dict]:
     per_council = concerns.groupby("la_code")["indicator"].nunique().to_dict()
     ranked = [dict(la_code=r.la_code, name=data.names.get(r.la_code, f"Council {r.la_code}"),
                    score=float(r.score), score_text=_score_text(round(r.score, 2)), rank=int(r.rank),
+                   coverage=int(r.coverage) if "coverage" in data.risk and pd.notna(r.coverage) else None,
                    concerns=per_council.get(r.la_code, 0),
                    reasons=list(r.top_reasons) if r.top_reasons is not None else [],
                    factors=_factors(r._asdict()))
@@ -517,6 +525,29 @@ def latest_rows(ind: pd.DataFrame, units: dict) -> dict[tuple[str, str], list[di
     return out
 
 
+TREND_YEARS = 5             # published years shown in a council's trend table
+
+
+def trends(ind: pd.DataFrame, titles: dict, units: dict) -> dict[str, dict]:
+    """Per council, its published figures over the last ``TREND_YEARS`` years known at the report date:
+    ``{la_code: {"years": [...], "rows": [{"title", "values": [...]}]}}`` (a year without a figure: "–";
+    small bases are not suppressed here: they are rates and percentages, not counts)."""
+    pub = ind[ind["source"].eq("published") & ind["window"].eq("dfe_year")] if not ind.empty else ind
+    if pub.empty:
+        return {}
+    pub = pub.assign(year=pd.to_datetime(pub["period_end"]).dt.year)
+    years = sorted(pub["year"].unique())[-TREND_YEARS:]
+    pub = pub[pub["year"].isin(years)]
+    out: dict[str, dict] = {}
+    for (la, indicator), g in pub.groupby(["la_code", "indicator"], sort=True):
+        by_year = dict(zip(g["year"], g["value"]))
+        values = [value_text(by_year[y], units.get(indicator)) if y in by_year and pd.notna(by_year[y]) else "–"
+                  for y in years]
+        out.setdefault(la, {"years": [str(y) for y in years], "rows": []})["rows"].append(
+            dict(title=titles.get(indicator) or indicator, values=values))
+    return out
+
+
 class ReportBuilder:
     """Holds what every page shares (the inputs, per-indicator funnels, the SPC series) while pages are written."""
 
@@ -527,12 +558,21 @@ class ReportBuilder:
         self.series = SpcSeries(data.indicators, self.windows) if self.windows else {}
         self.signals = dict(tuple(data.signals.groupby("la_code"))) if not data.signals.empty else {}
         self.latest = latest_rows(data.indicators, units)
+        titles = data.catalogue["title"].dropna().to_dict() if "title" in data.catalogue else {}
+        self.trends = trends(data.indicators, titles, units)
         self._funnels: dict[str, Funnel | None] = {}
         self.weights = council_risk.weights().set_index("indicator")["weight"].to_dict()
         self.charts = 0
 
     def meta(self, indicator: str) -> dict:
         cat = self.data.catalogue
+        metric = {m.id: m for m in standing.METRICS}.get(indicator)
+        if indicator not in cat.index and metric is not None:
+            # a published figure the score reads that is not an indicator (rates per 10,000, spend)
+            return dict(title=metric.title[0].upper() + metric.title[1:], unit=PUBLISHED_UNITS.get(metric.unit),
+                        polarity="demand" if metric.polarity == "demand" else metric.polarity,
+                        definition="A published figure, one a year, judged by its level against England and the "
+                                   "council's statistical neighbours and by its change over two years.")
         row = cat.loc[indicator].to_dict() if indicator in cat.index else {}
 
         def get(key, default):
@@ -575,6 +615,8 @@ class ReportBuilder:
                               f"{value_text(fun.p0 * UNITS.get(m['unit'] or 'percent', 100.0), m['unit'])}.")
         elif fun is not None:
             funnel_caption = f"No figure for this council in the funnel's period ({fun.period:%b %Y}): no funnel plot."
+        elif indicator not in self.data.catalogue.index:
+            funnel_caption = "Published figure: its place among England and its neighbours is in the factors above."
         elif m["unit"] not in ("percent", None):
             funnel_caption = "Not a percentage: no funnel plot (own history only)."
         else:
@@ -586,8 +628,9 @@ class ReportBuilder:
 
     def council_context(self, council: dict) -> dict:
         sig = self.signals.get(council["la_code"])
+        trend = self.trends.get(council["la_code"])
         if sig is None:
-            return dict(council=council, concerns=[], improvements=[], indicators=[])
+            return dict(council=council, concerns=[], improvements=[], indicators=[], trend=trend)
         concerns, improvements = sig[sig["direction"] == "concern"], sig[sig["direction"] != "concern"]
         flagged = (sig.assign(is_concern=sig["direction"].eq("concern"),
                               weight=sig["indicator"].map(self.weights).fillna(council_risk.DEFAULT_WEIGHT))
@@ -599,7 +642,7 @@ class ReportBuilder:
         small = {i for i in set(sig["indicator"])
                  if any(r["small"] for r in self.latest.get((council["la_code"], i), []))}
         return dict(council=council, concerns=_signal_rows(concerns, small),
-                    improvements=_signal_rows(improvements, small), indicators=sections)
+                    improvements=_signal_rows(improvements, small), indicators=sections, trend=trend)
 
 
 def write_report(catalogue: Path, out: Path, as_of=None) -> dict:
