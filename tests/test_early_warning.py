@@ -359,6 +359,13 @@ def test_funnel_england_signal_in_signals_as_of():
     assert row["since"] == month(12).date()
 
 
+def test_funnel_explanation_names_its_centre_as_the_councils_held_not_england():
+    las = {f"{300 + i}": 0.20 for i in range(20)} | {"399": 0.35}
+    text = signals_as_of(england(las), CATALOGUE, month(12).date()).iloc[0]["explanation"]
+    assert "the 21 councils in this repository 20.7%" in text
+    assert "England" not in text
+
+
 def test_published_figure_is_not_used_before_it_was_published():
     las = {f"{300 + i}": 0.20 for i in range(20)} | {"399": 0.35}
     pub = england(las, period=pd.Timestamp("2022-03-31"), source="published", window="dfe_year")

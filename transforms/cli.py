@@ -43,8 +43,8 @@ def cmd_refresh(args) -> int:
 
 SEVERITY_MARKERS = {1: "[!  ]", 2: "[!! ]", 3: "[!!!]"}
 SEVERITY_LEGEND = ("[!  ] watch: one special cause on the council's own chart; [!! ] warning: corroborated (two "
-                   "rules, or its limits crossed twice in 3 months) or outside England's funnel; [!!!] warning: "
-                   "its own history and England agree")
+                   "rules, or its limits crossed twice in 3 months), outside the funnel of the councils held or "
+                   "England's published range; [!!!] warning: its own history and the other councils agree")
 
 
 def month_end_of(text: str) -> date:

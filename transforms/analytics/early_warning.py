@@ -100,7 +100,8 @@ COLUMNS = {
                           "transforms/analytics/standing.py): published_level (outside England's 99.8 % range) or "
                           "published_change (an unusual two-year change)"),
     "value": ("DOUBLE", "The council's value at the latest point (indicator unit)"),
-    "expected": ("DOUBLE", "SPC: centre line of the council's own baseline; funnel: England proportion"),
+    "expected": ("DOUBLE", "SPC: centre line of the council's own baseline; funnel: pooled proportion of the "
+                           "councils in the repository"),
     "lower": ("DOUBLE", "Lower limit (SPC 3 sigma; funnel 99.8 %, over-dispersion adjusted)"),
     "upper": ("DOUBLE", "Upper limit (SPC 3 sigma; funnel 99.8 %, over-dispersion adjusted)"),
     "direction": ("VARCHAR", "concern or improvement by the indicator's polarity (context indicators: concern)"),
@@ -612,20 +613,23 @@ def _funnel_signals(vis: pd.DataFrame, cat: pd.DataFrame, z: float, method: str,
     if not len(i):
         return pd.DataFrame()
     scale = pd.Series(ind[i]).map(cat["unit"]).map(UNITS).fillna(100.0).to_numpy()
+    councils = rows.groupby(["indicator", "period_end"], sort=False)["la_code"].transform("size").to_numpy()
     return pd.DataFrame({
         "la_code": la[i], "indicator": ind[i], "method": FUNNEL_METHOD,
         "value": f["p"][i] * scale, "expected": f["p0"][i] * scale,
         "lower": f["lower"][i] * scale, "upper": f["upper"][i] * scale, "side": f["side"][i],
         "since": periods[start[i]], "n_points": rank[i] - rank[start[i]] + 1, "period": periods[i],
-        "window": [STREAMS[int(s)][0] for s in rows["stream"].to_numpy()[i]]})
+        "window": [STREAMS[int(s)][0] for s in rows["stream"].to_numpy()[i]], "councils": councils[i]})
 
 
 def _explain(sig: pd.DataFrame, cat: pd.DataFrame) -> list[str]:
     titles, units = cat["title"].to_dict(), cat["unit"].to_dict()
     cols = ("indicator", "method", "value", "expected", "lower", "upper", "side", "since", "n_points", "period",
-            "window", "direction")
+            "window", "direction", "councils")
+    if "councils" not in sig:
+        sig = sig.assign(councils=np.nan)
     out = []
-    for ind, meth, val, exp, lo, hi, side, since, n_points, period, window, direction in zip(
+    for ind, meth, val, exp, lo, hi, side, since, n_points, period, window, direction, councils in zip(
             *(sig[c].tolist() for c in cols)):
         title, unit = titles.get(ind) or ind, units.get(ind)
         v, e = _fmt(val, unit), _fmt(exp, unit)
@@ -646,9 +650,11 @@ def _explain(sig: pd.DataFrame, cat: pd.DataFrame) -> list[str]:
                     f"beyond two sigma; usual level {e}), since {since}")
         else:
             when = pd.Timestamp(period).strftime("%Y-%m")
+            # The centre is the pooled figure of the councils whose returns are held, England's only when
+            # every council's are: say which.
             text = (f"{title} at {v} ({window.replace('_', ' ')} to {when}) is {'above' if up else 'below'} "
-                    f"England's funnel limit for a council of its size ({_fmt(hi if up else lo, unit)}; "
-                    f"England {e}); outside since {since}")
+                    f"the funnel limit for a council of its size ({_fmt(hi if up else lo, unit)}; the "
+                    f"{int(councils)} councils in this repository {e}); outside since {since}")
         out.append(f"{text} ({direction}).")
     return out
 
@@ -667,8 +673,9 @@ def signals_as_of(indicators: pd.DataFrame, catalogue: pd.DataFrame, as_of, *, z
       only; see the module docstring) -- a signal is live when the latest point fires a rule, that point is
       at most ``stale_months`` old, and the series has 12+ points;
     - funnel: per indicator, every council's value on the latest period (of the ``rolling_12m`` or
-      ``dfe_year`` series, whichever is later) holding ``min_units``+ councils, against England (all
-      councils in the frame); proportions (``unit = 'percent'``) only.
+      ``dfe_year`` series, whichever is later) holding ``min_units``+ councils, against the pooled figure
+      of all councils in the frame (England's only when every council's returns are held); proportions
+      (``unit = 'percent'``) only.
 
     Returns the columns of ``early_warning`` (see ``COLUMNS``), one row per rule that fires."""
     if indicators is None or indicators.empty:
