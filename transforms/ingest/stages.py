@@ -34,6 +34,7 @@ from transforms.ingest.validate import (
 from transforms.store.repository import (
     PUBLISHED_SCHEMA,
     QUARANTINE_SCHEMA,
+    Load,
     Partition,
     Repository,
     new_load_id,
@@ -273,7 +274,50 @@ def period_end(time_period: str, month: int, day: int) -> date:
 
 # -- load ------------------------------------------------------------------------------------------
 def load_stage(repo: Repository, landed: LandedFile) -> dict:
-    """Commit under the writer lock: swap partitions, keep the quarantine, write the ledger row."""
+    """Commit one file under the writer lock (``load_batch`` of one file)."""
+    return load_batch(repo, [landed])[0]
+
+
+def load_batch(repo: Repository, files: list[LandedFile]) -> list[dict]:
+    """Commit a batch's files under the writer lock, as ONE repository commit (``Repository.commit_many``:
+    one journal entry, each folder and manifest shard synced once): swap partitions, keep the quarantine,
+    write one ledger row per file. Each file is judged as if the files before it were committed (a
+    duplicate of an earlier file's bytes, a later file of the same partition replacing an earlier one).
+    Returns the ledger rows, in the order given."""
+    rows, loads = [], []
+    with repo.writer_lock():
+        batch = _BatchView(repo)
+        for landed in files:
+            row, load = _load_row(repo, landed, batch)
+            rows.append(row)
+            loads.append(load)
+            batch.add(row, load)
+        repo.commit_many(loads)
+    return rows
+
+
+class _BatchView:
+    """The repository as it will be once the loads judged so far are committed (duplicates, current loads)."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo, self.loaded_sha, self.current = repo, {}, {}
+
+    def loaded_copy_of(self, sha256: str) -> str | None:
+        return self.loaded_sha.get(sha256) or self.repo.loaded_copy_of(sha256)
+
+    def current_load(self, partition: Partition) -> str | None:
+        if partition in self.current:
+            return self.current[partition]
+        return self.repo.current_load(partition)
+
+    def add(self, row: dict, load: Load) -> None:
+        if row.get("status") in ("loaded", "partly_loaded"):
+            self.loaded_sha.setdefault(row["sha256"], row["load_id"])
+        for partition, staged in load.replacements.items():
+            self.current[partition] = row["load_id"] if staged else None
+
+
+def _load_row(repo: Repository, landed: LandedFile, batch: _BatchView) -> tuple[dict, Load]:
     arrival, load_id = landed.arrival, landed.load_id
     row = {"load_id": load_id, "path": str(arrival.path), "relpath": arrival.relpath,
            "sha256": arrival.sha256, "bytes": arrival.bytes, "format": arrival.format,
@@ -281,43 +325,38 @@ def load_stage(repo: Repository, landed: LandedFile) -> dict:
            "dataset": arrival.dataset, "la_code": arrival.la_code, "return_year": arrival.return_year,
            "year_source": arrival.year_source, "received_at": landed.received_at, "gx_success": None,
            "reason": None, "duplicate_of": None, "replaces": [], "normalised": dict(landed.normalised)}
-    with repo.writer_lock():
-        duplicate = landed.duplicate_of or (repo.loaded_copy_of(arrival.sha256) if landed.problem is None else None)
-        if duplicate:
-            row.update(status="duplicate", rows_in=0, rows_loaded=0, rows_quarantined=0, duplicate_of=duplicate,
-                       reason=f"same bytes as load {duplicate}; nothing changed")
-            repo.commit(load_id, {}, row, None)
-            return row
-        if landed.problem is not None:
-            rows_in = landed.rows_in
-            row.update(status="rejected", rows_in=rows_in, rows_loaded=0, rows_quarantined=rows_in,
-                       reason=landed.problem, gx_success=False)
-            repo.commit(load_id, {}, row, _file_rejection(landed))
-            return row
-        tables = landed.tables
-        rows_in = sum(t.rows_in for t in tables.values())
-        rows_loaded = sum(t.rows_loaded for t in tables.values())
-        rows_quarantined = sum(t.rows_quarantined for t in tables.values())
-        quarantine = pq.read_table(landed.quarantine_rows) if landed.quarantine_rows else None
-        row.update(rows_in=rows_in, rows_loaded=rows_loaded, rows_quarantined=rows_quarantined,
-                   gx_success=all(t.gx_success for t in tables.values()))
-        if not rows_loaded:   # never replace a return that has rows with one that has none (issue 11)
-            kept = "; earlier data kept" if any(repo.current_load(_partition(arrival, n)) for n in tables) else ""
-            reason = ("every row failed validation" if rows_in else "the file holds no data rows") + kept
-            row.update(status="rejected", reason=reason)
-            repo.commit(load_id, {}, row, quarantine)
-            return row
-        replacements = {}
-        for name, info in tables.items():
-            partition = _partition(arrival, name)
-            previous = repo.current_load(partition)
-            if previous:
-                row["replaces"].append(previous)
-            replacements[partition] = Path(info.clean) if info.rows_loaded else None
-        row["replaces"] = sorted(set(row["replaces"]))
-        row["status"] = "partly_loaded" if rows_quarantined else "loaded"
-        repo.commit(load_id, replacements, row, quarantine)
-    return row
+    duplicate = landed.duplicate_of or (batch.loaded_copy_of(arrival.sha256) if landed.problem is None else None)
+    if duplicate:
+        row.update(status="duplicate", rows_in=0, rows_loaded=0, rows_quarantined=0, duplicate_of=duplicate,
+                   reason=f"same bytes as load {duplicate}; nothing changed")
+        return row, Load(load_id, {}, row, None)
+    if landed.problem is not None:
+        rows_in = landed.rows_in
+        row.update(status="rejected", rows_in=rows_in, rows_loaded=0, rows_quarantined=rows_in,
+                   reason=landed.problem, gx_success=False)
+        return row, Load(load_id, {}, row, _file_rejection(landed))
+    tables = landed.tables
+    rows_in = sum(t.rows_in for t in tables.values())
+    rows_loaded = sum(t.rows_loaded for t in tables.values())
+    rows_quarantined = sum(t.rows_quarantined for t in tables.values())
+    quarantine = pq.read_table(landed.quarantine_rows) if landed.quarantine_rows else None
+    row.update(rows_in=rows_in, rows_loaded=rows_loaded, rows_quarantined=rows_quarantined,
+               gx_success=all(t.gx_success for t in tables.values()))
+    if not rows_loaded:   # never replace a return that has rows with one that has none (issue 11)
+        kept = "; earlier data kept" if any(batch.current_load(_partition(arrival, n)) for n in tables) else ""
+        reason = ("every row failed validation" if rows_in else "the file holds no data rows") + kept
+        row.update(status="rejected", reason=reason)
+        return row, Load(load_id, {}, row, quarantine)
+    replacements = {}
+    for name, info in tables.items():
+        partition = _partition(arrival, name)
+        previous = batch.current_load(partition)
+        if previous:
+            row["replaces"].append(previous)
+        replacements[partition] = Path(info.clean) if info.rows_loaded else None
+    row["replaces"] = sorted(set(row["replaces"]))
+    row["status"] = "partly_loaded" if rows_quarantined else "loaded"
+    return row, Load(load_id, replacements, row, quarantine)
 
 
 def _partition(arrival: Arrival, table: str) -> Partition:
