@@ -109,14 +109,15 @@ def validate_stage(repo: Repository, landed: LandedFile) -> LandedFile:
 
 
 def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile]:
-    """Run the schema's GX suites; stage each file's clean rows (typed, pseudonymised) and quarantined rows.
+    """Run the schema's GX suites; stage each file's clean rows (typed, pseudonymised) and quarantined rows;
+    then the DfE rules on the returns as received (every row, typed by the same DuckDB query).
 
     Files of the same table and year are validated together, one GX run over all their rows, because
     GX's fixed cost per run (building its metric graph, ~0.5 s) dwarfs its cost per row. Uniqueness is
     checked within each file, and each file's rows are split back out afterwards.
     """
-    check_rules_as_received(repo, files)
     pseudonymiser = Pseudonymiser.for_repository(repo.root)
+    received: dict[tuple[str, str], pa.Table] = {}   # (load_id, table) -> every row typed, for the DfE rules
     groups: dict[tuple, list[LandedFile]] = {}
     quarantine: dict[str, list[dict]] = {}      # load_id -> quarantined rows, staged once per file
     for landed in files:
@@ -138,6 +139,11 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
         else:
             suite = build_suite(spec, coll.date_format, batch_column=BATCH_COLUMN)
         verdict = split(raw, name, suite, typing=None if spec is None else (spec, coll.date_format))
+        if verdict.typed_all is not None:
+            batch_of = verdict.typed_all[BATCH_COLUMN]
+            for i, landed in enumerate(members):
+                received[(landed.load_id, name)] = verdict.typed_all.filter(
+                    pc.equal(batch_of, i)).drop_columns([BATCH_COLUMN])
         for i, landed in enumerate(members):
             _stage_file(repo, landed, coll, spec, name, verdict, i, len(members), pseudonymiser,
                         quarantine[landed.load_id])
@@ -147,19 +153,22 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             path = repo.staging_dir(landed.load_id) / "quarantine_rows.parquet"
             pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
             landed.quarantine_rows = str(path)
+    check_rules_as_received(repo, files, received)
     return files
 
 
-def check_rules_as_received(repo: Repository, files: list[LandedFile]) -> None:
-    """The DfE rules on each return the batch brings, as received: before the row checks quarantine rows and
-    before minimisation (``rules.check_received``; only verdicts are kept, published by the ``check_rules``
+def check_rules_as_received(repo: Repository, files: list[LandedFile],
+                            typed: dict[tuple[str, str], pa.Table] | None = None) -> None:
+    """The DfE rules on each return the batch brings, as received: every row (also those the row checks
+    quarantine), before minimisation (``rules.check_received``; ``typed``: each file's tables as the
+    validation typed them, by load id and table; only verdicts are kept, published by the ``check_rules``
     step after the load). If they cannot run (a bug in a rule), the batch still validates and loads, and
     ``check_rules`` checks the return from the repository (where the bug then raises). Only the kind of
     failure is logged, never its text (it could quote a value of the return)."""
     from transforms.ingest.rules import RuleError, check_received
 
     try:
-        for run in check_received(repo, files):
+        for run in check_received(repo, files, typed):
             log.info("DfE rules on %s %s %s as received: %s failure(s)", run["collection"], run["la_code"],
                      run["return_year"], run["errors"])
     except Exception as exc:  # noqa: BLE001 - the rules must not stop the batch's rows from loading
