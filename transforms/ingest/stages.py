@@ -144,9 +144,14 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             for i, landed in enumerate(members):
                 received[(landed.load_id, name)] = verdict.typed_all.filter(
                     pc.equal(batch_of, i)).drop_columns([BATCH_COLUMN])
+        files_clean = verdict.clean.groupby(BATCH_COLUMN) if spec is None else None   # published rows, by file
+        clean_rows = verdict.clean[BATCH_COLUMN].value_counts().to_dict()
+        quarantined = dict(tuple(verdict.quarantined.groupby(BATCH_COLUMN))) if len(verdict.quarantined) else {}
         for i, landed in enumerate(members):
+            clean = files_clean.get_group(i) if files_clean is not None and i in clean_rows else None
             _stage_file(repo, landed, coll, spec, name, verdict, i, len(members), pseudonymiser,
-                        quarantine[landed.load_id])
+                        quarantine[landed.load_id], clean, clean_rows.get(i, 0),
+                        quarantined.get(i, verdict.quarantined.iloc[:0]))
     for landed in files:
         rows = quarantine.get(landed.load_id)
         if rows:
@@ -198,11 +203,13 @@ def _published_suite(coll: schema.Collection, landed: LandedFile):
 
 def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, spec: schema.Table | None,
                 name: str, verdict, index: int, batch_size: int, pseudonymiser: Pseudonymiser,
-                quarantine: list[dict]) -> None:
+                quarantine: list[dict], clean: pd.DataFrame | None, clean_rows: int,
+                quarantined: pd.DataFrame) -> None:
+    """Stage file ``index`` of a validated batch: ``clean`` its clean rows (published statistics only;
+    None otherwise or when it has none), ``clean_rows`` how many, ``quarantined`` its quarantined rows."""
     arrival, load_id = landed.arrival, landed.load_id
-    clean = verdict.clean[verdict.clean[BATCH_COLUMN] == index].drop(columns=BATCH_COLUMN)
-    quarantined = verdict.quarantined[verdict.quarantined[BATCH_COLUMN] == index]
     if spec is None:
+        clean = (verdict.clean.iloc[:0] if clean is None else clean).drop(columns=BATCH_COLUMN)
         arrow = _published_arrow(clean, coll, arrival, landed.meta, load_id)
     else:
         target = spec.arrow_schema()
@@ -214,8 +221,8 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
             typed = typed.append_column("load_id", pa.array([load_id] * typed.num_rows, pa.string()))
             arrow = typed.select(target.names).cast(target)
     clean_path = repo.write_staged(arrow, repo.staging_dir(load_id) / "clean" / f"{name}.parquet", load_id)
-    rows_in = len(clean) + len(quarantined)
-    summary = (f"{name}: {rows_in} rows, {len(clean)} clean, {len(quarantined)} quarantined "
+    rows_in = clean_rows + len(quarantined)
+    summary = (f"{name}: {rows_in} rows, {clean_rows} clean, {len(quarantined)} quarantined "
                f"(GX suite {verdict.gx_result.get('suite_name', '')}: {verdict.expectations_met} "
                f"expectations met over {batch_size} file{'s' if batch_size > 1 else ''})")
     results_dir = repo.validations / load_id
@@ -232,7 +239,7 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
             "source_row": int(row["source_row"]), "field": row["field"], "rule": row["rule"],
             "message": row["message"], "failures": row["failures"],
             "raw": _as_map(protect_raw(row["raw"], spec, arrival.la_code, pseudonymiser, failing))})
-    landed.tables[name] = TableOutcome(rows_in=rows_in, rows_loaded=len(clean), rows_quarantined=len(quarantined),
+    landed.tables[name] = TableOutcome(rows_in=rows_in, rows_loaded=clean_rows, rows_quarantined=len(quarantined),
                                        gx_success=bool(not len(quarantined) and verdict.structure_ok),
                                        clean=str(clean_path), summary=summary)
 
