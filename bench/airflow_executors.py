@@ -1,10 +1,12 @@
 """Wall time of one collection DAG run under each way of running Airflow, and how many tasks ran at once.
 
-    .venv/bin/python bench/airflow_executors.py                 # all three setups
+    .venv/bin/python bench/airflow_executors.py                 # task start-up, then all three setups
+    .venv/bin/python bench/airflow_executors.py --only startup  # a task's own start-up only
     .venv/bin/python bench/airflow_executors.py --only celery --councils 8 --workers 2
 
 The same synthetic landing area (SSDA903 returns of N councils for one year, one submission per mapped
-task instance so the work can spread) goes through ``collect_ssda903`` three ways:
+task instance so the work can spread) goes through ``collect_ssda903`` three ways (after ``startup``: what
+each of its tasks costs before its own code runs, see ``run_startup``):
 
 - ``dags-test``: LocalExecutor on SQLite via ``airflow dags test`` (what ``make demo`` does: every task in
   one process, one after another);
@@ -226,16 +228,68 @@ def run_services(work: Path, landing: Path, setup: str, workers: int, concurrenc
             _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
+# What each task of collect_ssda903 imports when it runs (the ``from ... import`` lines of its callable in
+# transforms/orchestration/dags.py); validate also builds a GX suite, which imports Great Expectations.
+TASK_IMPORTS = {
+    "discover": ["transforms.ingest.landing", "transforms.store.repository"],
+    "read": ["transforms.ingest.landing", "transforms.ingest.stages", "transforms.store.repository"],
+    "validate": ["transforms.ingest.record", "transforms.ingest.stages", "transforms.store.repository",
+                 "great_expectations", "transforms.ingest.expectations"],
+    "load": ["transforms.ingest.record", "transforms.ingest.stages", "transforms.store.repository"],
+    "check_rules": ["transforms.ingest.error_report", "transforms.ingest.resume", "transforms.ingest.rules",
+                    "transforms.store.repository"],
+}
+_STARTUP = """
+import importlib, json, os, runpy, sys, time
+import airflow.sdk, airflow.sdk.execution_time.task_runner   # the executor's worker has these already
+os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = sys.argv[1]
+t0 = time.perf_counter()
+runpy.run_path(sys.argv[2])                                     # the DAG file, building only that DAG
+t1 = time.perf_counter()
+for module in sys.argv[3:]:
+    importlib.import_module(module)
+t2 = time.perf_counter()
+print(json.dumps({"parse_dag_s": t1 - t0, "imports_s": t2 - t1}))
+"""
+
+
+def run_startup(work: Path, landing: Path, repeats: int = 3) -> dict:
+    """A task's own start-up: what a LocalExecutor (or Celery) worker's task process does before the task's
+    code runs, in a fresh interpreter that has imported Airflow's task SDK (as the worker has): parse the
+    DAG file for ``collect_ssda903`` only, then import what the task's callable imports. Median of
+    ``repeats`` runs per task."""
+    home = work / "startup" / "airflow"
+    home.mkdir(parents=True)
+    env = _env(home, landing, work / "startup" / "repository",
+               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}")
+    out = {}
+    for task_id, modules in TASK_IMPORTS.items():
+        runs = []
+        for _ in range(repeats):
+            done = subprocess.run([sys.executable, "-c", _STARTUP, DAG_ID, str(ROOT / "dags" / "collections.py"),
+                                   *modules], env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                                  text=True, timeout=300)
+            if done.returncode != 0:
+                raise RuntimeError(f"start-up of {task_id} failed: {done.stderr[-2000:]}")
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        runs.sort(key=lambda r: r["parse_dag_s"] + r["imports_s"])
+        median = runs[len(runs) // 2]
+        out[task_id] = {"parse_dag_s": round(median["parse_dag_s"], 2), "imports_s": round(median["imports_s"], 2),
+                        "startup_s": round(median["parse_dag_s"] + median["imports_s"], 2)}
+    return {"setup": "task start-up (DAG parse + the task's imports, fresh interpreter with the task SDK)",
+            "state": "success", "tasks": out}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--councils", type=int, default=6)
     parser.add_argument("--year", type=int, default=2025)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=1, help="task slots per Celery worker")
-    parser.add_argument("--only", choices=["dags-test", "local", "celery"], action="append")
+    parser.add_argument("--only", choices=["startup", "dags-test", "local", "celery"], action="append")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) afterwards")
     args = parser.parse_args(argv)
-    setups = args.only or ["dags-test", "local", "celery"]
+    setups = args.only or ["startup", "dags-test", "local", "celery"]
     work = Path(tempfile.mkdtemp(prefix="csreturns-bench-airflow-"))
     from transforms.synthetic.generator import generate_landing
 
@@ -258,8 +312,12 @@ def main(argv: list[str] | None = None) -> int:
             if problem:
                 print(json.dumps({"setup": "celery", "skipped": problem}), flush=True)
                 continue
-        result = run_dags_test(work, landing) if setup == "dags-test" else \
-            run_services(work, landing, setup, args.workers, args.concurrency)
+        if setup == "startup":
+            result = run_startup(work, landing)
+        elif setup == "dags-test":
+            result = run_dags_test(work, landing)
+        else:
+            result = run_services(work, landing, setup, args.workers, args.concurrency)
         result["load_average_after"] = [round(x, 1) for x in os.getloadavg()]  # other work on the machine shows here
         results.append(result)
         print(json.dumps(result), flush=True)

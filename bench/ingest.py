@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from transforms.catalogue.build import publish  # noqa: E402
 from transforms.ingest.landing import batches, discover  # noqa: E402
 from transforms.ingest.rules import check_returns  # noqa: E402
-from transforms.ingest.stages import load_stage, read_stage, validate_batch  # noqa: E402
+from transforms.ingest.stages import load_batch, read_stage, validate_batch  # noqa: E402
 from transforms.store.repository import Repository  # noqa: E402
 from transforms.synthetic.generator import generate_landing  # noqa: E402
 
@@ -92,10 +92,8 @@ def main(argv=None) -> int:
         states = validate_batch(repo, states)
         stage_s[coll]["validate (GX on DuckDB, type, pseudonymise)"] += time.perf_counter() - t
         t = time.perf_counter()
-        loaded = []
-        for state in states:
-            row = load_stage(repo, state)
-            loaded.append(row)
+        loaded = load_batch(repo, states)
+        for row in loaded:
             rows[coll] += row["rows_in"]
             files[coll] += 1
         stage_s[coll]["load"] += time.perf_counter() - t

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from transforms.store import faults
-from transforms.store.repository import OutOfSpace, Partition, Repository, new_load_id
+from transforms.store.repository import Load, OutOfSpace, Partition, Repository, new_load_id
 
 CHILDREN = Partition("cin_census", "children", "201", 2024)
 EPISODES = Partition("cin_census", "episodes", "201", 2024)
@@ -75,6 +75,39 @@ def test_a_reader_at_a_crash_inside_a_multi_table_swap_sees_the_old_return_whole
     seen = _loads_seen(repo.snapshot())
     assert seen["table=children"] == seen["table=episodes"] != first
     assert pq.read_table(repo.snapshot().partitions[str(CHILDREN.relative())]).num_rows == 2
+
+
+def _staged_load(repo: Repository, partition: Partition, n: int) -> Load:
+    load_id = new_load_id()
+    table = pa.table({"child_id": [f"c{i}" for i in range(n)], "load_id": [load_id] * n})
+    staged = repo.write_staged(table, repo.staging_dir(load_id) / "clean" / f"{partition.table}.parquet", load_id)
+    return Load(load_id, {partition: staged}, _ledger_row(load_id))
+
+
+def test_a_batch_of_loads_is_one_journal_entry_replayed_whole_after_a_crash(tmp_path):
+    repo = Repository(tmp_path / "repo")
+    first = _load(repo, 3, 5)
+    batch = [_staged_load(repo, CHILDREN, 2), _staged_load(repo, EPISODES, 4)]
+    faults.arm("commit.swap", action="raise")        # the first file's table swapped, the second's not
+    with pytest.raises(faults.Killed):
+        with repo.writer_lock():
+            repo.commit_many(batch)
+    assert [f.stem for f in repo.journal.glob("*.json")] == [batch[0].load_id]
+    assert _loads_seen(repo.snapshot()) == {"table=children": first, "table=episodes": first}
+    with repo.writer_lock():                          # the next writer finishes every load of the batch
+        pass
+    assert _loads_seen(repo.snapshot()) == {"table=children": batch[0].load_id, "table=episodes": batch[1].load_id}
+    assert set(repo.ledger()["load_id"]) == {first, batch[0].load_id, batch[1].load_id}
+
+
+def test_a_later_load_of_the_same_partition_in_a_batch_wins(tmp_path):
+    repo = Repository(tmp_path / "repo")
+    earlier, later = _staged_load(repo, CHILDREN, 2), _staged_load(repo, CHILDREN, 6)
+    with repo.writer_lock():
+        repo.commit_many([earlier, later])
+    assert _loads_seen(repo.snapshot()) == {"table=children": later.load_id}
+    assert pq.read_table(repo.partition_file(CHILDREN)).num_rows == 6
+    assert list(repo.journal.iterdir()) == [] and not (repo.staging / earlier.load_id).exists()
 
 
 def test_a_commit_records_its_return_and_the_next_year_as_pending_checks_in_the_same_journal(tmp_path):

@@ -39,7 +39,8 @@ Public API:
 - ``check(collection_id, code, tables, previous=None, return_year=...) -> DataFrame[table_name, source_row,
   child_id]`` runs one rule on rows given as {table: DataFrame | list of dicts} (for tests and the cases);
   ``check_rule(Rule(...), tables, previous, return_year)`` the same for a rule not in a file;
-- ``received_frame``/``received_tables``: a return's raw tables as the rules see them;
+- ``received_arrow``/``received_frame``/``received_tables``: a return's raw tables as the rules see them
+  (typed by the DuckDB query that types the clean rows for the load, ``validate.typed_sql``);
   ``run_batch([ReturnTables, ...]) -> [DataFrame]`` every rule over many returns in one connection;
   ``check_received(repo, landed_files)`` the ingest's call (verdicts staged under ``PENDING_DIR``);
 - ``run_return(repo, collection_id, la_code, return_year, load_id) -> DataFrame`` (``ERRORS_COLUMNS``) runs
@@ -63,9 +64,9 @@ from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Mapping
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -465,19 +466,32 @@ class ReturnTables:
     load_id: str | None = None
 
 
-def received_frame(coll: schema.Collection, name: str, raw: pd.DataFrame, year: int) -> pd.DataFrame:
+def received_arrow(coll: schema.Collection, name: str, raw: pa.Table, year: int) -> pa.Table:
     """A raw text table (a reader's output, with ``source_row``) as the rules see it: cosmetic variants made
     canonical (``normalise``), each column typed as far as each value allows (a value that is not a date or a
     number is NULL; the row checks report it), nothing removed and nothing minimised: full dates of birth,
-    full postcodes and the council's own child ids. Columns: those of ``table_columns`` the year has."""
+    full postcodes and the council's own child ids. Typed by the query that types the clean rows for the
+    load (``validate.typed_sql``). Columns: those of ``table_columns`` the year has."""
     from transforms.ingest.normalise import normalise_table
-    from transforms.ingest.validate import to_typed
+    from transforms.ingest.validate import typed_arrow
 
     spec = coll.table(name, year)
-    table, _ = normalise_table(pa.Table.from_pandas(raw, preserve_index=False), spec)
-    typed = to_typed(table.to_pandas(), spec, coll.date_format)
-    keep = [c for c in typed.columns if c in table_columns(coll, name)]
-    return typed[keep]
+    table, _ = normalise_table(raw, spec)
+    return _rule_columns(coll, name, typed_arrow(table, spec, coll.date_format))
+
+
+def _rule_columns(coll: schema.Collection, name: str, typed: pa.Table) -> pa.Table:
+    wanted = table_columns(coll, name)
+    return typed.select([c for c in typed.column_names if c in wanted])
+
+
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype()}.get
+
+
+def received_frame(coll: schema.Collection, name: str, raw: pd.DataFrame, year: int) -> pd.DataFrame:
+    """``received_arrow`` for a pandas frame, as pandas (dates as ``datetime.date``, whole numbers nullable)."""
+    table = received_arrow(coll, name, pa.Table.from_pandas(raw, preserve_index=False), year)
+    return table.to_pandas(types_mapper=_PANDAS_TYPES)
 
 
 def received_tables(collection_id: str, files: list[Path], year: int, landing: Path) -> dict[str, pd.DataFrame]:
@@ -532,6 +546,34 @@ def run_batch(returns: list[ReturnTables], timings: dict[str, float] | None = No
     return [pd.concat(f, ignore_index=True)[ERRORS_COLUMNS] if f else empty.copy() for f in out]
 
 
+def _arrow_part(coll: schema.Collection, name: str, given) -> pa.Table:
+    """One return's table for a batch: an Arrow table as typed (``received_arrow``), or rows as ``check``
+    takes them (a DataFrame, typed by ``_case_frame``); ``source_row`` numbered from 1 if absent."""
+    if isinstance(given, pa.Table):
+        if "source_row" not in given.column_names:
+            given = given.append_column("source_row", pa.array(range(1, given.num_rows + 1), pa.int64()))
+        return given
+    if "source_row" not in given.columns:
+        given = given.assign(source_row=range(1, len(given) + 1))
+    return pa.Table.from_pandas(_case_frame(coll, name, given), preserve_index=False)
+
+
+def _qualified_sql(view: str, columns: list[str], k: int, la_code: str) -> str:
+    """Return ``k``'s rows in a batch: ``source_row + (k << 40)``, its ``la_code``, child ids qualified by
+    the return (the ids of two councils may coincide)."""
+    select = []
+    for c in columns:
+        q = f'"{c}"'
+        if c == "source_row":
+            select.append(f"CAST({q} AS BIGINT) + {k << _RETURN_SHIFT} AS {q}")
+        elif c == "child_id":
+            select.append(f"CASE WHEN {q} IS NULL THEN NULL ELSE '{k}' || chr(31) || CAST({q} AS VARCHAR) END AS {q}")
+        elif c != "la_code":
+            select.append(q)
+    select.append(f'{_lit(la_code)} AS "la_code"')
+    return f'SELECT {", ".join(select)} FROM "{view}"'
+
+
 def _run_chunk(collection_id: str, year: int, members: list[tuple[int, ReturnTables]],
                out: list[list[pd.DataFrame]], timings: dict[str, float] | None) -> None:
     coll = schema.collection(collection_id)
@@ -540,27 +582,17 @@ def _run_chunk(collection_id: str, year: int, members: list[tuple[int, ReturnTab
         sources: dict[str, dict[str, str]] = {"": {}, "previous_": {}}
         for side in ("", "previous_"):
             for name in coll.table_names:
-                parts, ks, las = [], [], []
+                parts = []
                 for k, (_, r) in enumerate(members):
                     given = (r.tables if side == "" else (r.previous or {})).get(name)
-                    if given is not None and len(given):
-                        parts.append(given if "source_row" in given.columns
-                                     else given.assign(source_row=range(1, len(given) + 1)))
-                        ks.append(np.full(len(given), k, dtype="int64"))
-                        las.append(np.full(len(given), r.la_code, dtype=object))
-                if not parts:
-                    continue
-                frame = _case_frame(coll, name, pd.concat(parts, ignore_index=True))
-                k = np.concatenate(ks)
-                frame["source_row"] = frame["source_row"].astype("int64").to_numpy() + (k << _RETURN_SHIFT)
-                frame["la_code"] = np.concatenate(las)
-                if "child_id" in frame.columns:  # the ids of two councils may coincide: qualified by the return
-                    ids = frame["child_id"]
-                    frame["child_id"] = (pd.Series(k.astype(str), index=frame.index) + _QUALIFIER
-                                         + ids.astype(object)).where(ids.notna(), None)
-                view = f"_{side}{name}_df"
-                con.register(view, frame)
-                sources[side][name] = f'"{view}"'
+                    if given is None or not len(given):
+                        continue
+                    view = f"_{side}{name}_{k}"
+                    part = _arrow_part(coll, name, given)
+                    con.register(view, part)
+                    parts.append(_qualified_sql(view, part.column_names, k, r.la_code))
+                if parts:
+                    sources[side][name] = "(" + " UNION ALL BY NAME ".join(parts) + ")"
         connect(coll, year, sources[""], sources["previous_"], members[0][1].la_code, con=con)
         by_la = {r.la_code: k for k, (_, r) in enumerate(members)}
         found_all = []
@@ -603,7 +635,8 @@ def _run_chunk(collection_id: str, year: int, members: list[tuple[int, ReturnTab
 PENDING_DIR = "rule_pending"   # REPO/rule_pending/<collection>/<la_code>/<year>.parquet: verdicts awaiting the load
 
 
-def check_received(repo: Repository, files: list) -> list[dict]:
+def check_received(repo: Repository, files: list, typed: Mapping[tuple[str, str], pa.Table] | None = None
+                   ) -> list[dict]:
     """The DfE rules on every return a batch of landed files (``LandedFile``, read, not yet validated)
     brings, as received: every row (also those the row checks will quarantine), full dates of birth and
     postcodes, the council's own child ids. The one call the ingest makes (``stages.validate_batch``).
@@ -613,7 +646,8 @@ def check_received(repo: Repository, files: list) -> list[dict]:
     matched back to the ids of the received rows). Only verdicts are kept: per failure the load, table,
     source row, DfE code, message and the child's pseudonymised id, staged under ``PENDING_DIR`` until
     ``check_returns`` (after the load commits) makes them the return's current errors. Returns one summary
-    dict per return checked."""
+    dict per return checked. ``typed``: tables already typed by the validation (``validate.split``'s
+    ``typed_all``, by load id and table name), used instead of reading and typing the staged files again."""
     from transforms.ingest.privacy import Pseudonymiser
 
     by_return: dict[tuple[str, str, int], dict[str, tuple[str, str]]] = {}
@@ -635,9 +669,10 @@ def check_received(repo: Repository, files: list) -> list[dict]:
     batch, tokens = [], []
     for (collection_id, la_code, year), given in sorted(by_return.items()):
         coll = schema.collection(collection_id)
-        current = {n: received_frame(coll, n, pd.read_parquet(path), year) for n, (_, path) in given.items()}
-        ids = pd.concat([f["child_id"] for f in current.values() if "child_id" in f.columns] or [pd.Series(dtype=object)])
-        ids = pd.Series(ids.dropna().unique())
+        current = {n: _rule_columns(coll, n, typed[(load, n)]) if typed and (load, n) in typed
+                   else received_arrow(coll, n, pq.read_table(path), year) for n, (load, path) in given.items()}
+        ids = [f["child_id"].cast(pa.string()) for f in current.values() if "child_id" in f.column_names]
+        ids = pd.Series(pc.unique(pa.chunked_array(ids, pa.string())).drop_null().to_pylist(), dtype=object)
         token_of = dict(zip(ids, pseudonymiser.tokens(ids, scope=la_code)))
         raw_of = {t: i for i, t in token_of.items()}
         for name in coll.table_names:
@@ -682,13 +717,14 @@ def _stored(repo: Repository, coll: schema.Collection, name: str, la_code: str, 
     return frame
 
 
-def _as_received(coll: schema.Collection, name: str, stored: pd.DataFrame, current: dict[str, pd.DataFrame],
+def _as_received(coll: schema.Collection, name: str, stored: pd.DataFrame, current: dict[str, Any],
                  pseudonymiser) -> pd.DataFrame:
     """Last year's rows (minimised) made comparable with this year's as received: a date kept to its month
     that is the month of the child's date this year becomes that date (rules such as 203 compare them: a
     child whose date of birth is unchanged must not fail for its day), and a nationally pseudonymised id
     (UPN) whose token is that of an id received this year becomes that id. Anything else stays as stored."""
     out = stored.copy()
+    current = {n: _columns_pd(f) for n, f in current.items()}
     for col in coll.table(name, None).columns:
         if col.out not in out.columns or col.privacy not in ("month", "pseudonymise_national"):
             continue
@@ -707,6 +743,23 @@ def _as_received(coll: schema.Collection, name: str, stored: pd.DataFrame, curre
             back = dict(zip(pseudonymiser.tokens(values), values))
             out[col.out] = out[col.out].map(lambda t: t if t is None or t != t else back.get(t, t))
     return out
+
+
+def _columns_pd(frame):
+    """A DataFrame as it is; an Arrow table as an object whose columns come as pandas when asked for."""
+    return frame if isinstance(frame, pd.DataFrame) else _ArrowColumns(frame)
+
+
+class _ArrowColumns:
+    """Columns of an Arrow table as pandas, converted when asked for (what ``_as_received`` reads)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table, self.columns = table, table.column_names
+
+    def __getitem__(self, key):
+        if isinstance(key, list):
+            return self.table.select(key).to_pandas()
+        return self.table[key].to_pandas()
 
 
 def _take_pending(repo: Repository, collection_id: str, la_code: str, return_year: int) -> pd.DataFrame | None:

@@ -35,6 +35,7 @@ from transforms.ingest.validate import (
 from transforms.store.repository import (
     PUBLISHED_SCHEMA,
     QUARANTINE_SCHEMA,
+    Load,
     Partition,
     Repository,
     new_load_id,
@@ -109,14 +110,15 @@ def validate_stage(repo: Repository, landed: LandedFile) -> LandedFile:
 
 
 def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile]:
-    """Run the schema's GX suites; stage each file's clean rows (typed, pseudonymised) and quarantined rows.
+    """Run the schema's GX suites; stage each file's clean rows (typed, pseudonymised) and quarantined rows;
+    then the DfE rules on the returns as received (every row, typed by the same DuckDB query).
 
     Files of the same table and year are validated together, one GX run over all their rows, because
     GX's fixed cost per run (building its metric graph, ~0.5 s) dwarfs its cost per row. Uniqueness is
     checked within each file, and each file's rows are split back out afterwards.
     """
-    check_rules_as_received(repo, files)
     pseudonymiser = Pseudonymiser.for_repository(repo.root)
+    received: dict[tuple[str, str], pa.Table] = {}   # (load_id, table) -> every row typed, for the DfE rules
     groups: dict[tuple, list[LandedFile]] = {}
     quarantine: dict[str, list[dict]] = {}      # load_id -> quarantined rows, staged once per file
     for landed in files:
@@ -138,28 +140,41 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
         else:
             suite = build_suite(spec, coll.date_format, batch_column=BATCH_COLUMN)
         verdict = split(raw, name, suite, typing=None if spec is None else (spec, coll.date_format))
+        if verdict.typed_all is not None:
+            batch_of = verdict.typed_all[BATCH_COLUMN]
+            for i, landed in enumerate(members):
+                received[(landed.load_id, name)] = verdict.typed_all.filter(
+                    pc.equal(batch_of, i)).drop_columns([BATCH_COLUMN])
+        files_clean = verdict.clean.groupby(BATCH_COLUMN) if spec is None else None   # published rows, by file
+        clean_rows = verdict.clean[BATCH_COLUMN].value_counts().to_dict()
+        quarantined = dict(tuple(verdict.quarantined.groupby(BATCH_COLUMN))) if len(verdict.quarantined) else {}
         for i, landed in enumerate(members):
+            clean = files_clean.get_group(i) if files_clean is not None and i in clean_rows else None
             _stage_file(repo, landed, coll, spec, name, verdict, i, len(members), pseudonymiser,
-                        quarantine[landed.load_id])
+                        quarantine[landed.load_id], clean, clean_rows.get(i, 0),
+                        quarantined.get(i, verdict.quarantined.iloc[:0]))
     for landed in files:
         rows = quarantine.get(landed.load_id)
         if rows:
             path = repo.staging_dir(landed.load_id) / "quarantine_rows.parquet"
             pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
             landed.quarantine_rows = str(path)
+    check_rules_as_received(repo, files, received)
     return files
 
 
-def check_rules_as_received(repo: Repository, files: list[LandedFile]) -> None:
-    """The DfE rules on each return the batch brings, as received: before the row checks quarantine rows and
-    before minimisation (``rules.check_received``; only verdicts are kept, published by the ``check_rules``
+def check_rules_as_received(repo: Repository, files: list[LandedFile],
+                            typed: dict[tuple[str, str], pa.Table] | None = None) -> None:
+    """The DfE rules on each return the batch brings, as received: every row (also those the row checks
+    quarantine), before minimisation (``rules.check_received``; ``typed``: each file's tables as the
+    validation typed them, by load id and table; only verdicts are kept, published by the ``check_rules``
     step after the load). If they cannot run (a bug in a rule), the batch still validates and loads, and
     ``check_rules`` checks the return from the repository (where the bug then raises). Only the kind of
     failure is logged, never its text (it could quote a value of the return)."""
     from transforms.ingest.rules import RuleError, check_received
 
     try:
-        for run in check_received(repo, files):
+        for run in check_received(repo, files, typed):
             log.info("DfE rules on %s %s %s as received: %s failure(s)", run["collection"], run["la_code"],
                      run["return_year"], run["errors"])
     except Exception as exc:  # noqa: BLE001 - the rules must not stop the batch's rows from loading
@@ -189,11 +204,13 @@ def _published_suite(coll: schema.Collection, landed: LandedFile):
 
 def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, spec: schema.Table | None,
                 name: str, verdict, index: int, batch_size: int, pseudonymiser: Pseudonymiser,
-                quarantine: list[dict]) -> None:
+                quarantine: list[dict], clean: pd.DataFrame | None, clean_rows: int,
+                quarantined: pd.DataFrame) -> None:
+    """Stage file ``index`` of a validated batch: ``clean`` its clean rows (published statistics only;
+    None otherwise or when it has none), ``clean_rows`` how many, ``quarantined`` its quarantined rows."""
     arrival, load_id = landed.arrival, landed.load_id
-    clean = verdict.clean[verdict.clean[BATCH_COLUMN] == index].drop(columns=BATCH_COLUMN)
-    quarantined = verdict.quarantined[verdict.quarantined[BATCH_COLUMN] == index]
     if spec is None:
+        clean = (verdict.clean.iloc[:0] if clean is None else clean).drop(columns=BATCH_COLUMN)
         arrow = _published_arrow(clean, coll, arrival, landed.meta, load_id)
     else:
         target = spec.arrow_schema()
@@ -205,11 +222,11 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
             typed = typed.append_column("load_id", pa.array([load_id] * typed.num_rows, pa.string()))
             arrow = typed.select(target.names).cast(target)
     clean_path = repo.write_staged(arrow, repo.staging_dir(load_id) / "clean" / f"{name}.parquet", load_id)
-    rows_in = len(clean) + len(quarantined)
+    rows_in = clean_rows + len(quarantined)
     outcome = file_outcome(verdict.gx_result, list(quarantined["failures"]) if len(quarantined) else [], rows_in)
     stats = outcome["statistics"]
     batch = f", validated in one GX run with {batch_size - 1} other file(s)" if batch_size > 1 else ""
-    summary = (f"{name}: {rows_in} rows, {len(clean)} clean, {len(quarantined)} quarantined "
+    summary = (f"{name}: {rows_in} rows, {clean_rows} clean, {len(quarantined)} quarantined "
                f"(GX suite {verdict.gx_result.get('suite_name', '')}: {stats['successful_expectations']}/"
                f"{stats['evaluated_expectations']} expectations met by this file{batch})")
     results_dir = repo.validations / load_id
@@ -227,7 +244,7 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
             "source_row": int(row["source_row"]), "field": row["field"], "rule": row["rule"],
             "message": row["message"], "failures": row["failures"],
             "raw": _as_map(protect_raw(row["raw"], spec, arrival.la_code, pseudonymiser, failing))})
-    landed.tables[name] = TableOutcome(rows_in=rows_in, rows_loaded=len(clean), rows_quarantined=len(quarantined),
+    landed.tables[name] = TableOutcome(rows_in=rows_in, rows_loaded=clean_rows, rows_quarantined=len(quarantined),
                                        gx_success=bool(not len(quarantined) and verdict.structure_ok),
                                        clean=str(clean_path), summary=summary)
 
@@ -278,7 +295,50 @@ def period_end(time_period: str, month: int, day: int) -> date:
 
 # -- load ------------------------------------------------------------------------------------------
 def load_stage(repo: Repository, landed: LandedFile) -> dict:
-    """Commit under the writer lock: swap partitions, keep the quarantine, write the ledger row."""
+    """Commit one file under the writer lock (``load_batch`` of one file)."""
+    return load_batch(repo, [landed])[0]
+
+
+def load_batch(repo: Repository, files: list[LandedFile]) -> list[dict]:
+    """Commit a batch's files under the writer lock, as ONE repository commit (``Repository.commit_many``:
+    one journal entry, each folder and manifest shard synced once): swap partitions, keep the quarantine,
+    write one ledger row per file. Each file is judged as if the files before it were committed (a
+    duplicate of an earlier file's bytes, a later file of the same partition replacing an earlier one).
+    Returns the ledger rows, in the order given."""
+    rows, loads = [], []
+    with repo.writer_lock():
+        batch = _BatchView(repo)
+        for landed in files:
+            row, load = _load_row(repo, landed, batch)
+            rows.append(row)
+            loads.append(load)
+            batch.add(row, load)
+        repo.commit_many(loads)
+    return rows
+
+
+class _BatchView:
+    """The repository as it will be once the loads judged so far are committed (duplicates, current loads)."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo, self.loaded_sha, self.current = repo, {}, {}
+
+    def loaded_copy_of(self, sha256: str) -> str | None:
+        return self.loaded_sha.get(sha256) or self.repo.loaded_copy_of(sha256)
+
+    def current_load(self, partition: Partition) -> str | None:
+        if partition in self.current:
+            return self.current[partition]
+        return self.repo.current_load(partition)
+
+    def add(self, row: dict, load: Load) -> None:
+        if row.get("status") in ("loaded", "partly_loaded"):
+            self.loaded_sha.setdefault(row["sha256"], row["load_id"])
+        for partition, staged in load.replacements.items():
+            self.current[partition] = row["load_id"] if staged else None
+
+
+def _load_row(repo: Repository, landed: LandedFile, batch: _BatchView) -> tuple[dict, Load]:
     arrival, load_id = landed.arrival, landed.load_id
     row = {"load_id": load_id, "path": str(arrival.path), "relpath": arrival.relpath,
            "sha256": arrival.sha256, "bytes": arrival.bytes, "format": arrival.format,
@@ -286,43 +346,38 @@ def load_stage(repo: Repository, landed: LandedFile) -> dict:
            "dataset": arrival.dataset, "la_code": arrival.la_code, "return_year": arrival.return_year,
            "year_source": arrival.year_source, "received_at": landed.received_at, "gx_success": None,
            "reason": None, "duplicate_of": None, "replaces": [], "normalised": dict(landed.normalised)}
-    with repo.writer_lock():
-        duplicate = landed.duplicate_of or (repo.loaded_copy_of(arrival.sha256) if landed.problem is None else None)
-        if duplicate:
-            row.update(status="duplicate", rows_in=0, rows_loaded=0, rows_quarantined=0, duplicate_of=duplicate,
-                       reason=f"same bytes as load {duplicate}; nothing changed")
-            repo.commit(load_id, {}, row, None)
-            return row
-        if landed.problem is not None:
-            rows_in = landed.rows_in
-            row.update(status="rejected", rows_in=rows_in, rows_loaded=0, rows_quarantined=rows_in,
-                       reason=landed.problem, gx_success=False)
-            repo.commit(load_id, {}, row, _file_rejection(landed))
-            return row
-        tables = landed.tables
-        rows_in = sum(t.rows_in for t in tables.values())
-        rows_loaded = sum(t.rows_loaded for t in tables.values())
-        rows_quarantined = sum(t.rows_quarantined for t in tables.values())
-        quarantine = pq.read_table(landed.quarantine_rows) if landed.quarantine_rows else None
-        row.update(rows_in=rows_in, rows_loaded=rows_loaded, rows_quarantined=rows_quarantined,
-                   gx_success=all(t.gx_success for t in tables.values()))
-        if not rows_loaded:   # never replace a return that has rows with one that has none (issue 11)
-            kept = "; earlier data kept" if any(repo.current_load(_partition(arrival, n)) for n in tables) else ""
-            reason = ("every row failed validation" if rows_in else "the file holds no data rows") + kept
-            row.update(status="rejected", reason=reason)
-            repo.commit(load_id, {}, row, quarantine)
-            return row
-        replacements = {}
-        for name, info in tables.items():
-            partition = _partition(arrival, name)
-            previous = repo.current_load(partition)
-            if previous:
-                row["replaces"].append(previous)
-            replacements[partition] = Path(info.clean) if info.rows_loaded else None
-        row["replaces"] = sorted(set(row["replaces"]))
-        row["status"] = "partly_loaded" if rows_quarantined else "loaded"
-        repo.commit(load_id, replacements, row, quarantine)
-    return row
+    duplicate = landed.duplicate_of or (batch.loaded_copy_of(arrival.sha256) if landed.problem is None else None)
+    if duplicate:
+        row.update(status="duplicate", rows_in=0, rows_loaded=0, rows_quarantined=0, duplicate_of=duplicate,
+                   reason=f"same bytes as load {duplicate}; nothing changed")
+        return row, Load(load_id, {}, row, None)
+    if landed.problem is not None:
+        rows_in = landed.rows_in
+        row.update(status="rejected", rows_in=rows_in, rows_loaded=0, rows_quarantined=rows_in,
+                   reason=landed.problem, gx_success=False)
+        return row, Load(load_id, {}, row, _file_rejection(landed))
+    tables = landed.tables
+    rows_in = sum(t.rows_in for t in tables.values())
+    rows_loaded = sum(t.rows_loaded for t in tables.values())
+    rows_quarantined = sum(t.rows_quarantined for t in tables.values())
+    quarantine = pq.read_table(landed.quarantine_rows) if landed.quarantine_rows else None
+    row.update(rows_in=rows_in, rows_loaded=rows_loaded, rows_quarantined=rows_quarantined,
+               gx_success=all(t.gx_success for t in tables.values()))
+    if not rows_loaded:   # never replace a return that has rows with one that has none (issue 11)
+        kept = "; earlier data kept" if any(batch.current_load(_partition(arrival, n)) for n in tables) else ""
+        reason = ("every row failed validation" if rows_in else "the file holds no data rows") + kept
+        row.update(status="rejected", reason=reason)
+        return row, Load(load_id, {}, row, quarantine)
+    replacements = {}
+    for name, info in tables.items():
+        partition = _partition(arrival, name)
+        previous = batch.current_load(partition)
+        if previous:
+            row["replaces"].append(previous)
+        replacements[partition] = Path(info.clean) if info.rows_loaded else None
+    row["replaces"] = sorted(set(row["replaces"]))
+    row["status"] = "partly_loaded" if rows_quarantined else "loaded"
+    return row, Load(load_id, replacements, row, quarantine)
 
 
 def _partition(arrival: Arrival, table: str) -> Partition:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 
 TRUE_VALUES = {"true", "1", "y", "yes"}
 FALSE_VALUES = {"false", "0", "n", "no"}
-# Case-management systems write True, TRUE and true alike; to_typed lower-cases before converting.
+# Case-management systems write True, TRUE and true alike; typed_sql lower-cases before converting.
 BOOLEAN_SPELLINGS = sorted({s for v in TRUE_VALUES | FALSE_VALUES for s in (v, v.upper(), v.title())})
 GEOGRAPHIC_LEVELS = ["National", "Regional", "Local authority", "Local authority district",
                      "Parliamentary constituency", "Ward", "Local skills improvement plan area"]
@@ -61,6 +63,7 @@ class TableVerdict:
     gx_result: dict[str, Any] = field(default_factory=dict)
     structure_ok: bool = True
     typed: pa.Table | None = None       # the clean rows typed in DuckDB (``typed_sql``), batch column kept
+    typed_all: pa.Table | None = None   # every row typed the same way, in batch order (what the DfE rules see)
 
     @property
     def expectations_met(self) -> str:
@@ -369,12 +372,17 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
             **{c: frame.loc[bad, c].to_numpy() for c in extra},
         })
     clean = frame.drop(index=bad) if bad else frame
-    typed = None
-    if typing is not None:
+    typed = typed_all = None
+    if typing is not None:    # every row typed once (the DfE rules see them all); the clean ones are a filter
         spec, date_format = typing
-        typed = duckdb_validator().typed(typed_sql(spec, date_format, list(frame.columns), bad))
+        typed_all = duckdb_validator().typed(typed_sql(spec, date_format, list(frame.columns), []))
+        typed = typed_all
+        if bad:
+            keep = np.ones(typed_all.num_rows, dtype=bool)
+            keep[bad] = False
+            typed = typed_all.filter(pa.array(keep))
     return TableVerdict(table_name, len(frame), clean.reset_index(drop=True), quarantine, bool(result.success),
-                        _compact(result.to_json_dict()), structure_ok, typed)
+                        _compact(result.to_json_dict()), structure_ok, typed, typed_all)
 
 
 def described(template: str) -> str:
@@ -420,11 +428,13 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def typed_sql(table: Table, date_format: str, present: list[str], bad_rows: list[int]) -> str:
-    """The DuckDB query that types the staged batch's clean rows as the schema says (what ``to_typed``
-    does in pandas): dates with the return's format, whole numbers and numbers from their text, booleans
+def typed_sql(table: Table, date_format: str, present: list[str], bad_rows: list[int],
+              source: str = BATCH_TABLE, row_id: str | None = ROW_ID) -> str:
+    """The DuckDB query that types the staged batch's clean rows as the schema says: dates with the return's format, whole numbers and numbers from their text, booleans
     from true/false, 1/0, y/n, yes/no in any case; output column names; ``_``-prefixed batch columns kept.
-    Values reaching it passed validation, so a value that does not convert is an empty cell (NULL)."""
+    A value that does not convert is an empty cell (NULL): for clean rows it passed validation, so it was
+    empty. ``source``: the relation to read (default the staged batch), ``row_id`` its row-number column
+    (rows come back in its order; None: in the relation's order, and ``bad_rows`` must be empty)."""
     lowered = {"true": sorted(TRUE_VALUES), "false": sorted(FALSE_VALUES)}
     select = []
     for col in table.columns:
@@ -446,8 +456,27 @@ def typed_sql(table: Table, date_format: str, present: list[str], bad_rows: list
     select += [f"CAST({_quoted(k)} AS INTEGER) AS {_quoted(k)}" for k in table.sequence_keys]
     select.append("CAST(source_row AS BIGINT) AS source_row")
     select += [_quoted(c) for c in present if c.startswith("_")]
-    where = f" WHERE {ROW_ID} NOT IN ({', '.join(map(str, bad_rows))})" if bad_rows else ""
-    return f"SELECT {', '.join(select)} FROM {BATCH_TABLE}{where} ORDER BY {ROW_ID}"
+    where = f" WHERE {row_id} NOT IN ({', '.join(map(str, bad_rows))})" if bad_rows else ""
+    order = f" ORDER BY {row_id}" if row_id else ""
+    return f"SELECT {', '.join(select)} FROM {source}{where}{order}"
+
+
+_TYPING = threading.local()
+
+
+def typed_arrow(table: pa.Table, spec: Table, date_format: str) -> pa.Table:
+    """Every row of a raw text table (a reader's output, ``source_row`` and any ``_`` columns kept) typed as
+    ``typed_sql`` types the clean rows, in a DuckDB connection of this thread's own: the same typing for
+    the rows the row checks will quarantine (a value that is not a date or a number is NULL)."""
+    con = getattr(_TYPING, "con", None)
+    if con is None:
+        con = _TYPING.con = duckdb.connect()
+    con.register("_raw_table", table)
+    try:
+        return con.sql(typed_sql(spec, date_format, table.column_names, [], source="_raw_table",
+                                 row_id=None)).to_arrow_table()
+    finally:
+        con.unregister("_raw_table")
 
 
 def _columns_of(r) -> list[str]:
@@ -480,25 +509,3 @@ def _compact(result: dict[str, Any]) -> dict[str, Any]:
                     "partial_unexpected_counts", "partial_unexpected_index_list", "details"):
             res.pop(key, None)
     return result
-
-
-def to_typed(clean: pd.DataFrame, table: Table, date_format: str) -> pd.DataFrame:
-    """Clean raw text to the schema's types, with output column names (dates as dates, not strings)."""
-    out = pd.DataFrame(index=clean.index)
-    for col in table.columns:
-        values = clean[col.name] if col.name in clean.columns else pd.Series(None, index=clean.index, dtype="str")
-        if col.type == "date":
-            out[col.out] = pd.to_datetime(values, format=date_format, errors="coerce").dt.date
-        elif col.type == "integer":
-            out[col.out] = pd.to_numeric(values, errors="coerce").astype("Int64")
-        elif col.type == "number":
-            out[col.out] = pd.to_numeric(values, errors="coerce")
-        elif col.type == "boolean":
-            lowered = values.str.lower()
-            out[col.out] = lowered.map(lambda v: True if v in TRUE_VALUES else False if v in FALSE_VALUES else None)
-        else:
-            out[col.out] = values
-    for key in table.sequence_keys:
-        out[key] = clean[key].astype("Int32")
-    out["source_row"] = clean["source_row"].astype("int64")
-    return out

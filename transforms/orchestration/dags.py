@@ -130,13 +130,12 @@ def collection_dag(collection_id: str):
         @task(map_index_template="{{ submission['submission'] }}", show_return_value_in_logs=False)
         def load(submission: dict) -> list[dict]:
             from transforms.ingest.record import LandedFile
-            from transforms.ingest.stages import load_stage
+            from transforms.ingest.stages import load_batch
             from transforms.store.repository import Repository
 
             repo = Repository(_paths()[1])
             rows = []
-            for landed in submission["files"]:
-                row = load_stage(repo, LandedFile.from_dict(landed))
+            for row in load_batch(repo, [LandedFile.from_dict(landed) for landed in submission["files"]]):
                 print(f"{row['relpath']}: {row['status']} ({row['rows_loaded']} loaded, "
                       f"{row['rows_quarantined']} quarantined of {row['rows_in']})"
                       + (f" - {row['reason']}" if row.get("reason") else ""))

@@ -9,7 +9,8 @@ that point in this process (``arm``), typically in a child process started to be
 
 Points (see ``POINTS``): ``commit.journaled`` (journal on disk, nothing swapped), ``commit.swap`` (between
 two partition swaps of one commit), ``commit.manifest`` (data and manifest swapped, ledger row not
-written), ``commit.done`` (after each commit), ``rules.check`` (before each return's DfE rules),
+written), ``commit.done`` (after each commit, once per load it made
+visible: a batch's loads are one commit), ``rules.check`` (before each return's DfE rules),
 ``rules.checked`` (rules results written, pending record not cleared), ``catalogue.build`` (new catalogue
 file half built), ``stage.write`` (writing staged Parquet).
 """

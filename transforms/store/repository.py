@@ -150,6 +150,17 @@ class Snapshot:
         return out
 
 
+@dataclass(frozen=True)
+class Load:
+    """One landed file's commit: the staged file of each partition it replaces (None deletes the
+    partition), its ledger row and its quarantined rows (see ``Repository.commit``)."""
+
+    load_id: str
+    replacements: dict
+    ledger_row: dict
+    quarantine: pa.Table | None = None
+
+
 _PID_LOCKS: dict[str, object] = {}     # repository root -> open, flocked .locks/<pid>.lock of this process
 
 
@@ -322,8 +333,9 @@ class Repository:
         cache[path] = (key, content)
         return content
 
-    def _write_json(self, path: Path, content: dict) -> None:
-        """tmp + fsync + ``os.replace`` + fsync of the folder: the file is the old content or the new."""
+    def _write_json(self, path: Path, content: dict, sync_dir: bool = True) -> None:
+        """tmp + fsync + ``os.replace`` + fsync of the folder: the file is the old content or the new.
+        ``sync_dir`` False: the caller syncs the folder once after several such writes."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with open(tmp, "w") as fh:
@@ -331,7 +343,8 @@ class Repository:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if sync_dir:
+            _fsync_dir(path.parent)
 
     def _ensure_manifest(self) -> None:
         """Make the manifest from the live tree (linking each file into ``objects/``) if there is none:
@@ -459,64 +472,92 @@ class Repository:
         The returns whose data changes (and the following year of each, whose rules read it as last year's)
         are recorded as pending DfE checks in the same commit. Must be called under ``writer_lock``.
         """
-        ops = [{"partition": str(p.relative()), "staged": str(src) if src else None}
-               for p, src in replacements.items()]
-        pending = []
-        if ops and ledger_row.get("la_code") and ledger_row.get("return_year") is not None:
-            year = int(ledger_row["return_year"])
-            pending = [[ledger_row["collection"], ledger_row["la_code"], y] for y in (year, year + 1)]
-        staged_quarantine = None
-        if quarantine is not None and quarantine.num_rows:
-            staged_quarantine = self.staging_dir(load_id) / "quarantine.parquet"
-            pq.write_table(quarantine, staged_quarantine)
-        ledger_row = {**ledger_row, "received_at": ledger_row["received_at"].isoformat()
-                      if hasattr(ledger_row["received_at"], "isoformat") else ledger_row["received_at"]}
-        entry = {"load_id": load_id, "ops": ops, "ledger": ledger_row, "pending": pending,
-                 "quarantine": str(staged_quarantine) if staged_quarantine else None}
-        journal_file = self.journal / f"{load_id}.json"
+        self.commit_many([Load(load_id, replacements, ledger_row, quarantine)])
+
+    def commit_many(self, loads: list["Load"]) -> None:
+        """Commit several loads (e.g. every file of a batch) as ONE commit: one journal entry, each pending
+        check, manifest shard and folder written and synced once, the ledger rows (one file per load, as
+        ``commit`` writes) last. All or nothing, like ``commit``: a crash before the journal is on disk
+        leaves none of them; after it, the next writer replays the journal and completes them all. Loads
+        are applied in the order given (a later load of the same partition replaces an earlier one).
+        Must be called under ``writer_lock``."""
+        if not loads:
+            return
+        entries = []
+        for load in loads:
+            ops = [{"partition": str(p.relative()), "staged": str(src) if src else None}
+                   for p, src in load.replacements.items()]
+            row = load.ledger_row
+            pending = []
+            if ops and row.get("la_code") and row.get("return_year") is not None:
+                year = int(row["return_year"])
+                pending = [[row["collection"], row["la_code"], y] for y in (year, year + 1)]
+            staged_quarantine = None
+            if load.quarantine is not None and load.quarantine.num_rows:
+                staged_quarantine = self.staging_dir(load.load_id) / "quarantine.parquet"
+                pq.write_table(load.quarantine, staged_quarantine)
+            row = {**row, "received_at": row["received_at"].isoformat()
+                   if hasattr(row["received_at"], "isoformat") else row["received_at"]}
+            entries.append({"load_id": load.load_id, "ops": ops, "ledger": row, "pending": pending,
+                            "quarantine": str(staged_quarantine) if staged_quarantine else None})
+        entry = entries[0] if len(entries) == 1 else {"load_id": entries[0]["load_id"], "loads": entries}
+        journal_file = self.journal / f"{entry['load_id']}.json"
         self._write_json(journal_file, entry)
         faults.point("commit.journaled")
         self._apply(entry)
         journal_file.unlink()
-        faults.point("commit.done")
+        for _ in loads:      # once per load made visible, as when each load was a commit of its own
+            faults.point("commit.done")
 
     def _apply(self, entry: dict) -> None:
-        """Idempotent: safe to run again on a journal left by a crash."""
-        load_id = entry["load_id"]
-        for collection, la_code, year in entry.get("pending", []):
+        """Idempotent: safe to run again on a journal left by a crash. ``entry`` is one load's commit or
+        (``loads``) several loads committed as one, whose files and folders are each synced once."""
+        commit_id = entry["load_id"]
+        loads = entry.get("loads") or [entry]
+        pending = {tuple(p): None for e in loads for p in e.get("pending", [])}
+        for collection, la_code, year in pending:
             self._write_json(self._pending_path(collection, la_code, year),
                              {"collection": collection, "la_code": la_code, "return_year": int(year),
-                              "token": load_id})
+                              "token": commit_id}, sync_dir=False)
+        if pending:
+            _fsync_dir(self.pending_dir)
         changes: dict[str, str | None] = {}
-        for i, op in enumerate(entry["ops"]):
-            if i:
-                faults.point("commit.swap")
-            target = self.parquet / op["partition"] / DATA_FILE
-            if op["staged"]:
-                staged = Path(op["staged"])
-                obj = self.objects / op["partition"] / f"{load_id}.parquet"
-                if staged.exists():
-                    obj.parent.mkdir(parents=True, exist_ok=True)
-                    if not obj.exists():
-                        os.link(staged, obj)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(staged, target)
-                    _fsync_dir(target.parent)
-                elif obj.exists() and not (target.exists() and os.path.samefile(obj, target)):
-                    tmp = target.with_name(f".{DATA_FILE}.{load_id}.tmp")   # replayed after a crash
-                    tmp.unlink(missing_ok=True)
-                    os.link(obj, tmp)
-                    os.replace(tmp, target)
-                if obj.exists():
-                    changes[op["partition"]] = obj.relative_to(self.root).as_posix()
-            else:
-                target.unlink(missing_ok=True)
-                changes[op["partition"]] = None
+        swapped_dirs: dict[Path, None] = {}
+        swaps = 0
+        for e in loads:
+            load_id = e["load_id"]
+            for op in e["ops"]:
+                if swaps:
+                    faults.point("commit.swap")
+                swaps += 1
+                target = self.parquet / op["partition"] / DATA_FILE
+                if op["staged"]:
+                    staged = Path(op["staged"])
+                    obj = self.objects / op["partition"] / f"{load_id}.parquet"
+                    if staged.exists():
+                        obj.parent.mkdir(parents=True, exist_ok=True)
+                        if not obj.exists():
+                            os.link(staged, obj)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(staged, target)
+                        swapped_dirs[target.parent] = None
+                    elif obj.exists() and not (target.exists() and os.path.samefile(obj, target)):
+                        tmp = target.with_name(f".{DATA_FILE}.{load_id}.tmp")   # replayed after a crash
+                        tmp.unlink(missing_ok=True)
+                        os.link(obj, tmp)
+                        os.replace(tmp, target)
+                    if obj.exists():
+                        changes[op["partition"]] = obj.relative_to(self.root).as_posix()
+                else:
+                    target.unlink(missing_ok=True)
+                    changes[op["partition"]] = None
+        for folder in swapped_dirs:
+            _fsync_dir(folder)
         self._ensure_manifest()
         by_shard: dict[Path, dict[str, str | None]] = {}
         for rel, obj in changes.items():
             by_shard.setdefault(self._shard_path(rel), {})[rel] = obj
-        for path, shard_changes in by_shard.items():     # one shard: a commit is one council's return
+        for path, shard_changes in by_shard.items():     # one shard per council and collection
             shard = self._read_json(path) or {"seq": 0, "partitions": {}}
             partitions = dict(shard["partitions"])
             for rel, obj in shard_changes.items():
@@ -524,20 +565,25 @@ class Repository:
                     partitions.pop(rel, None)
                 else:
                     partitions[rel] = obj
-            seq = shard["seq"] + (shard.get("load_id") != load_id)   # a replay is the same commit
-            self._write_json(path, {"seq": seq, "partitions": partitions, "load_id": load_id})
+            seq = shard["seq"] + (shard.get("load_id") != commit_id)   # a replay is the same commit
+            self._write_json(path, {"seq": seq, "partitions": partitions, "load_id": commit_id}, sync_dir=False)
+        if by_shard:
+            _fsync_dir(self.manifest_dir / "shards")
         faults.point("commit.manifest")
-        if entry.get("quarantine") and Path(entry["quarantine"]).exists():
-            os.replace(entry["quarantine"], self.quarantine_dir / f"{load_id}.parquet")
-        row = dict(entry["ledger"])
-        row["received_at"] = pd.Timestamp(row["received_at"])
-        ledger_file = self.ledger_dir / f"{load_id}.parquet"
-        tmp = ledger_file.with_name(f".{ledger_file.name}.{os.getpid()}.tmp")
-        pq.write_table(pa.Table.from_pylist([row], schema=LEDGER_SCHEMA), tmp)
-        _fsync_file(tmp)
-        os.replace(tmp, ledger_file)
+        for e in loads:
+            if e.get("quarantine") and Path(e["quarantine"]).exists():
+                os.replace(e["quarantine"], self.quarantine_dir / f"{e['load_id']}.parquet")
+        for e in loads:
+            row = dict(e["ledger"])
+            row["received_at"] = pd.Timestamp(row["received_at"])
+            ledger_file = self.ledger_dir / f"{e['load_id']}.parquet"
+            tmp = ledger_file.with_name(f".{ledger_file.name}.{os.getpid()}.tmp")
+            pq.write_table(pa.Table.from_pylist([row], schema=LEDGER_SCHEMA), tmp)
+            _fsync_file(tmp)
+            os.replace(tmp, ledger_file)
         _fsync_dir(self.ledger_dir)
-        shutil.rmtree(self.staging / load_id, ignore_errors=True)
+        for e in loads:
+            shutil.rmtree(self.staging / e["load_id"], ignore_errors=True)
 
     # -- recovery -----------------------------------------------------------------------------------
     def recover(self, full: bool = False) -> list[str]:
