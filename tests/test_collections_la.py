@@ -407,3 +407,41 @@ def test_collections_command_without_a_repository_lists_what_is_declared():
     assert rows["ssda903"].rstrip().endswith(changes)
     assert rows["statistical_neighbours"].split()[1] == "reference" and rows["ees_c1_referrals"].split()[1] == "ees"
     assert lines[-1].startswith(f"{len(schema.collections())} collections:")
+
+
+def outcomes_workbook(path):
+    """Ofsted's current outcomes file as a workbook (ODS or XLSX by the name): the CSV's facts, a title
+    block above the header, dates typed as dates, grades as words or "2: Good", a blank row."""
+    from datetime import datetime
+
+    import pandas as pd
+
+    lines = list(csv.reader(io.StringIO(JUDGEMENTS_CSV)))
+    header = lines[3]
+    dated = {i for i, h in enumerate(header) if h.endswith("date") or h.endswith("Date")}
+    rows = [["Ofsted: local authority children's services inspection outcomes (management information)"],
+            ["As at 31 August 2025"], [], header]
+    for line in lines[4:]:
+        rows.append([datetime.strptime(v, "%d/%m/%Y") if i in dated and v else (v or None)
+                     for i, v in enumerate(line)])
+    frame = pd.DataFrame(rows)
+    with pd.ExcelWriter(path, engine="odf" if path.suffix == ".ods" else "openpyxl") as book:
+        pd.DataFrame([["Contents"], ["LA inspection outcomes"]]).to_excel(book, sheet_name="Contents",
+                                                                          header=False, index=False)
+        frame.to_excel(book, sheet_name="LA inspection outcomes", header=False, index=False)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".ods", ".xlsx"])
+def test_ofsted_judgements_load_from_the_current_outcomes_workbook_as_ods_or_xlsx(tmp_path, suffix):
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    (landing / "reference" / "ofsted_judgements").mkdir(parents=True)
+    outcomes_workbook(landing / "reference" / "ofsted_judgements" / f"la_inspection_outcomes_2025{suffix}")
+    [row] = ingest(landing, repo)
+    assert (row["status"], row["rows_loaded"], row["rows_quarantined"]) == ("loaded", 3, 0)
+    got = sql(repo, """SELECT la_code, inspection_start_date::VARCHAR, publication_date::VARCHAR, overall_effectiveness,
+                              leadership, help_and_protection, children_in_care, care_leavers, return_year
+                       FROM ofsted_judgements ORDER BY la_code""")
+    assert got == [("330", "2018-10-01", "2018-11-20", "3", "3", "3", "2", None, 2025),
+                   ("805", "2025-05-12", "2025-07-04", "2", "2", "2", "1", "3", 2025),
+                   ("886", "2025-02-03", "2025-03-14", "4", "4", "4", "3", None, 2025)]
