@@ -445,3 +445,39 @@ def test_ofsted_judgements_load_from_the_current_outcomes_workbook_as_ods_or_xls
     assert got == [("330", "2018-10-01", "2018-11-20", "3", "3", "3", "2", None, 2025),
                    ("805", "2025-05-12", "2025-07-04", "2", "2", "2", "1", "3", 2025),
                    ("886", "2025-02-03", "2025-03-14", "4", "4", "4", "3", None, 2025)]
+
+
+SWCOUNT_HEADER = EES_HEADER.replace("old_la_code,new_la_code,la_name", "old_la_code,la_name,new_la_code") + ",cla_group,sw_stability,"
+
+
+def swcount_rows(year, groups):
+    """Hartlepool's rows of la_cla_swcount for ``year``: (group, stability, number, percent)."""
+    return "".join(f"{year},Reporting year,Local authority,E92000001,England,E12000001,North East,805,Hartlepool,"
+                   f"E06000001,{g},{s},{n},{p}\n" for g, s, n, p in groups)
+
+
+def test_a_2025_social_worker_changes_file_with_renamed_measures_loads_them_under_their_declared_names(tmp_path):
+    # the 2025 release carries 2024 again and a new group, its measures renamed children_count/_percent
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    put(landing, "published/la_cla_swcount.csv", SWCOUNT_HEADER + "children_count,children_percent\n" + swcount_rows(2024, [
+        ("CLA on 31 March", "Total children", 210, 100), ("CLA on 31 March", "3 or more social workers during the year", 42, 20)])
+        + swcount_rows(2025, [
+        ("CLA on 31 March", "Total children", 200, 100), ("CLA on 31 March", "3 or more social workers during the year", "c", "c"),
+        ("CLA 2 years on 31 March", "Total children", 90, 100)]))
+    [row] = ingest(landing, repo)
+    assert (row["dataset"], row["status"], row["rows_quarantined"]) == ("cla_social_worker_changes", "loaded", 0)
+    assert sql(repo, """SELECT time_period, sw_stability, number, percentage FROM ees_cla_social_worker_changes
+                        WHERE cla_group = 'CLA on 31 March' ORDER BY time_period, sw_stability""") == [
+        ("2024", "3 or more social workers during the year", 42.0, 20.0), ("2024", "Total children", 210.0, 100.0),
+        ("2025", "3 or more social workers during the year", None, None), ("2025", "Total children", 200.0, 100.0)]
+    assert sql(repo, "SELECT DISTINCT measure FROM published_statistics ORDER BY 1") == [("number",), ("percentage",)]
+
+
+def test_a_file_naming_a_measure_and_its_alias_both_is_refused(landing):
+    from transforms.ingest.readers import UnreadableFile
+    from transforms.ingest.readers.ees import read_ees
+
+    path = put(landing, "published/la_cla_swcount_2025.csv", SWCOUNT_HEADER + "number,children_count\n"
+               + swcount_rows(2025, [("CLA on 31 March", "Total children", 200, 200)]))
+    with pytest.raises(UnreadableFile, match="number"):
+        read_ees(path, schema.collection("published"))

@@ -566,6 +566,9 @@ class Measure(SchemaModel):
     """Smallest valid value (default: the unit's)."""
     max: float | None = None
     """Largest valid value (default: the unit's; null: none)."""
+    aliases: list[str] = []
+    """Other names the measure has in some editions of the file (a later release renaming it): read as
+    this measure, lower case as the EES reader names columns."""
 
 
 class EesShared(SchemaModel):
