@@ -31,8 +31,8 @@ RO3 revenue outturn, ``spend_ro3``). Per metric and year, across every council w
 Suppressed cells (c, x, z, k, low, u) are missing, never zero: the published view holds them as NULL and
 they are dropped here. Joint returns (``314 / 318``, ``940 / 941``; ``schemas/councils.yaml``) are credited
 to each member council. A council created by reorganisation takes its predecessors' figures (their mean)
-for the years before it existed, so its change is measured across the reorganisation; a council abolished
-has no row after its last day.
+for the years before it existed, so its change is measured across the reorganisation, but it has no row
+or warning before its first day (``in_existence``); a council abolished has none after its last day.
 
 Factors (``FACTOR_WEIGHTS``, weights documented there): workforce instability (turnover, agency, vacancies,
 caseload, children looked after with 3+ social workers), timeliness (children in need awaiting assessment
@@ -427,10 +427,25 @@ def runs(frame: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, np.ndarray
     return frame[keys].iloc[starts].reset_index(drop=True), starts, ends
 
 
+def in_existence(frame: pd.DataFrame, column: str = "as_of") -> pd.DataFrame:
+    """The rows of ``frame`` whose council existed on the date in ``column``: from its first day (``from``,
+    a council created by reorganisation) to its last (``until``, one abolished), ``schemas/councils.yaml``.
+    A successor's series runs back through its predecessors' figures (its change is measured across the
+    reorganisation) but it has no row, no score and no warning before it existed: its predecessors have
+    them, and a month end ranks each area once."""
+    councils = schema.councils().councils
+    if frame.empty:
+        return frame
+    day = pd.to_datetime(frame[column])
+    first = pd.to_datetime(frame["la_code"].map({k: c.from_ for k, c in councils.items() if c.from_}))
+    last = pd.to_datetime(frame["la_code"].map({k: c.until for k, c in councils.items() if c.until}))
+    return frame[(first.isna() | (day >= first)) & (last.isna() | (day <= last))]
+
+
 def known_at(levels: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
     """``standing`` rows as known at each month end ``as_of`` of ``dates``: per council and metric, the latest
     year published by then (a later-published earlier year never replaces it), not older than
-    ``STALE_MONTHS``."""
+    ``STALE_MONTHS``, for a council that existed then (``in_existence``)."""
     if levels.empty or not dates:
         return levels.iloc[:0].assign(as_of=pd.Series(dtype="datetime64[ns]"))
     grid = pd.DataFrame({"as_of": pd.to_datetime(dates).astype("datetime64[ns]")}).sort_values("as_of")
@@ -442,7 +457,7 @@ def known_at(levels: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
                           direction="backward").dropna(subset=["known_from"])
     known = known.sort_values("year").drop_duplicates(["la_code", "metric", "as_of"], keep="last")
     age = (known["as_of"] - known["period_end"]).dt.days / 30.44
-    return known[age <= STALE_MONTHS].reset_index(drop=True)
+    return in_existence(known[age <= STALE_MONTHS]).reset_index(drop=True)
 
 
 def signals_at(known: pd.DataFrame) -> pd.DataFrame:
