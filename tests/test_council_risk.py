@@ -79,3 +79,22 @@ def test_warn_for_one_council(catalogue_file, capsys):
     main(["warn", "--repo", str(catalogue_file.parent), "--la", "302", "--as-of", "2025-02-28"])
     out = capsys.readouterr().out.splitlines()
     assert out[0].endswith("council 302: 3") and all(" 302 " in line for line in out[1:])
+
+
+def test_warn_reads_any_date_as_the_latest_month_end_scored_on_or_before_it(catalogue_file, capsys):
+    main(["warn", "--repo", str(catalogue_file.parent), "--la", "302", "--as-of", "2025-03-17"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Live concerns at 2025-02-28 for council 302: 3"
+    main(["warn", "--repo", str(catalogue_file.parent), "--as-of", "2024-12-31"])
+    assert capsys.readouterr().out.startswith("no early-warning signals and no risk scores")
+
+
+@pytest.mark.parametrize("la,why", [
+    ("909", "Cumbria was abolished on 2023-03-31; its area is scored under 942 (Cumberland), 943 (Westmorland and Furness)"),
+    ("999", "no council has this DfE code"),
+    ("330", "nothing about Birmingham is held"),
+])
+def test_warn_for_a_council_without_a_score_says_why(catalogue_file, capsys, la, why):
+    main(["warn", "--repo", str(catalogue_file.parent), "--la", la])
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith(f"No risk score for council {la} at 2025-02-28: {why}")
