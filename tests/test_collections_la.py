@@ -481,3 +481,16 @@ def test_a_file_naming_a_measure_and_its_alias_both_is_refused(landing):
                + swcount_rows(2025, [("CLA on 31 March", "Total children", 200, 200)]))
     with pytest.raises(UnreadableFile, match="number"):
         read_ees(path, schema.collection("published"))
+
+
+def test_a_short_ofsted_list_naming_council_date_and_grade_is_read(landing):
+    from transforms.ingest.readers.reference import read_reference_csv
+
+    path = put(landing, "reference/ofsted_judgements/outcomes_2023.csv", "Ofsted outcomes\n\n"
+               "Local Authority,LA Code,Publication Date,Overall Effectiveness\n"
+               "Barking and Dagenham,301,16/06/2023,Inadequate\n")
+    arrival = identify(path, landing)
+    assert (arrival.problem, arrival.collection, arrival.table) == (None, "ofsted_judgements", "judgements")
+    coll = schema.collection("ofsted_judgements")
+    frame = read_reference_csv(path, coll, coll.table("judgements")).tables["judgements"]
+    assert frame[["la_code", "publication_date", "overall_effectiveness"]].values.tolist() == [["301", "2023-06-16", "4"]]
