@@ -10,6 +10,8 @@ from conftest import EES, SHARED, need
 
 from transforms.cli import main
 
+pytestmark = pytest.mark.slow   # one ingest + refresh of the extracts (~30 s)
+
 CSWW = "csww_indicators_2017_to_2025.csv"
 C1 = "c1_children_in_need_referrals_and_rereferrals_2013_to_2025.csv"
 SN = SHARED / "reference" / "statistical_neighbours" / "sn_model_2025_wide.csv"
@@ -129,3 +131,28 @@ def test_warn_and_the_report_for_a_published_only_council(repo, capsys, tmp_path
     main(["report", "--repo", str(repo), "--out", str(tmp_path / "report")])
     page = (tmp_path / "report" / "councils" / f"{ONLY_C1}.html").read_text(encoding="utf-8")
     assert "Hartlepool" in page and "re-referrals within 12 months" in page and "from 1 factor" in page
+
+
+KS2_HEADER = ("time_period,time_identifier,geographic_level,country_code,country_name,region_code,region_name,"
+              "old_la_code,la_name,new_la_code,social_care_group,version,t_rwm_eligible_pupils,"
+              "t_rwm_met_expected_standard,pt_rwm_met_expected_standard\n")
+
+
+def ks2_row(la, version, met, eligible=40):
+    return (f"202324,Academic year,Local authority,E92000001,England,E12000001,North East,{la},Council {la},,"
+            f"CLA 12 months at 31 March,{version},{eligible},{met},{100 * met / eligible:.0f}\n")
+
+
+def test_a_year_given_in_two_versions_keeps_the_first_known_and_the_warning_says_so(tmp_path):
+    from transforms.analytics import standing
+    from transforms.run import ingest
+
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    (landing / "published").mkdir(parents=True)
+    (landing / "published" / "ks2_la.csv").write_text(
+        KS2_HEADER + ks2_row("805", "Final", 10) + ks2_row("805", "Revised", 12) + ks2_row("806", "Revised", 14))
+    ingest(landing, repo)
+    assert sql(repo, """SELECT la_code, numerator, value FROM indicators WHERE indicator = 'ks2_rwm_cla'
+                        AND source = 'published' ORDER BY la_code""") == [("805", 10.0, 25.0), ("806", 14.0, 35.0)]
+    assert standing.vintages()["ks2_rwm_cla"] == "earliest version the file holds"
+    assert standing.vintages()["turnover_rate_fte"] == "as revised"

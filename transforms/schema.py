@@ -571,6 +571,15 @@ class Measure(SchemaModel):
     this measure, lower case as the EES reader names columns."""
 
 
+class Versions(SchemaModel):
+    """A file that gives a period's figures in more than one version, in a breakdown column (KS2's
+    ``version``: Provisional, Final, Revised): the one first known is used, never a later revision."""
+    breakdown: Text
+    """The breakdown column naming the version."""
+    order: Annotated[list[str], Field(min_length=1)]
+    """Versions earliest first; a council and period's figure is the first of these the file holds."""
+
+
 class EesShared(SchemaModel):
     """The EES conventions every EES file shares (``schemas/published.yaml``); an ees schema may override them."""
     relation: str | None = None
@@ -609,6 +618,8 @@ class EesSpec(EesShared, CollectionSpec):
     """Measure columns (as the file names them) -> unit and description."""
     view: str | None = None
     """Catalogue view name (default: the id)."""
+    versions: Versions | None = None
+    """How the file tells a figure as first known from its revisions (none: each period once, as revised)."""
     data_set_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z-]{8,64}$")] | None = None
     """The data set's id in DfE's EES public API: the ``fetch_ees`` DAG polls it for new versions."""
 

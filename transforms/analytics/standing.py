@@ -7,8 +7,10 @@ Everything is computed as it could have been on the day: a figure counts from it
 the workforce census at 30 September on the following 28 February), an Ofsted judgement from its
 ``publication_date``. First known or revised: a figure is kept as first known where the file says which
 figure that was; no file held does (each gives every year as its own release has it: CSWW 2017-2025 and
-the older 2017-2022 layout as revised by their releases, KS2 as "Final" or "Revised"), so figures are used
-as revised, from the first release date, and the warnings say "as revised". Where two layouts give the
+the older 2017-2022 layout as revised by their releases), so figures are used as revised, from the first
+release date, and the warnings say "as revised"; a file that gives a year in more than one version (KS2's
+``version`` column: Provisional, Final, Revised; ``versions`` in schemas/ees) has its first known used, and
+the warnings say "earliest version the file holds" (``vintages``). Where two layouts give the
 same figure, the later release wins (``schemas/indicators``' ``earlier``).
 
 Metrics (``METRICS``): each a proportion with its denominator (re-referrals of referrals, ...), a rate per
@@ -460,6 +462,20 @@ def known_at(levels: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
     return in_existence(known[age <= STALE_MONTHS]).reset_index(drop=True)
 
 
+def vintages() -> dict[str, str]:
+    """Metric -> which of its figures is used, in words: "earliest version the file holds" where its dataset's file
+    says which version came first (``versions`` in schemas/ees; the indicators keep that one), else
+    "as revised" (each file gives a year once, as its release has it)."""
+    from transforms.analytics import indicators
+
+    out = {}
+    for item in indicators.catalogue():
+        pub = item.get("published") or {}
+        if pub:
+            out[item["id"]] = "earliest version the file holds" if indicators.versions(pub["dataset"]) else "as revised"
+    return {m.id: out.get(m.id, "as revised") for m in METRICS}
+
+
 def signals_at(known: pd.DataFrame) -> pd.DataFrame:
     """Warnings from the published figures known at each month end (``known_at``), in ``early_warning``'s
     columns: annual figures are judged by level and change, never by SPC (one point a year).
@@ -500,8 +516,10 @@ def signals_at(known: pd.DataFrame) -> pd.DataFrame:
             same = np.sign(known.loc[z.notna(), "z_england"]) == np.sign(z[z.notna()])
             rows["severity"] = np.where(level[z.notna()].notna() & same, 2, 1)
             how = "an unusual change (99.8 % of councils' changes)"
-        rows["explanation"] = [f"{text[0].upper()}{text[1:]}: {how}; published annually (as revised), judged by "
-                               f"level and change ({d})." for text, d in zip(rows["explanation"], rows["direction"])]
+        vintage = rows["metric"].map(vintages())
+        rows["explanation"] = [f"{text[0].upper()}{text[1:]}: {how}; published annually ({v}), judged by "
+                               f"level and change ({d})."
+                               for text, v, d in zip(rows["explanation"], vintage, rows["direction"])]
         parts.append(rows)
     if not parts:
         return pd.DataFrame(columns=cols)
