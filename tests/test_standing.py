@@ -212,3 +212,20 @@ def test_the_explanation_places_the_council_among_its_neighbours_in_words():
     assert ", the lowest of 3 with its neighbours" in levels.loc[low, "explanation"]
     assert ", 2nd highest of 3 with its neighbours" in levels.loc[mid, "explanation"]
     assert ", the highest of 3 with its neighbours" in levels.loc[high, "explanation"]
+
+
+def test_a_judgement_listed_under_a_council_created_later_belongs_to_the_council_inspected_then():
+    # Ofsted's SIF list gives Dorset county's May 2016 judgement the code of the Dorset created in 2019
+    c = duckdb.connect()
+    c.execute("""CREATE TABLE ofsted_judgements AS SELECT * FROM (VALUES
+                 ('838', 'Dorset', DATE '2016-05-23', '3'), ('838', 'Dorset', DATE '2021-09-10', '2'))
+                 t(la_code, la_name, publication_date, overall_effectiveness)""")
+    c.execute("""CREATE TABLE early_warning (la_code VARCHAR, indicator VARCHAR, as_of DATE, method VARCHAR,
+                 severity INTEGER, direction VARCHAR, explanation VARCHAR)""")
+    c.execute("""CREATE TABLE indicators (la_code VARCHAR, indicator VARCHAR, period_end DATE, "window" VARCHAR,
+                 numerator DOUBLE, denominator DOUBLE, value DOUBLE, source VARCHAR, published_on DATE)""")
+    assert standing.read_judgements(c)["la_code"].tolist() == ["835", "838"]
+    council_risk.build_council_risk(c)
+    assert risk(c, "835", date(2016, 5, 31))[0][3] > 0
+    assert risk(c, "838", date(2019, 4, 30))[0][3] > 0 and risk(c, "838", date(2021, 9, 30))[0][3] == 0
+    c.close()

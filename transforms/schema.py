@@ -1039,6 +1039,18 @@ class CouncilsFile(SchemaModel):
         """Councils whose area passed (in whole or part) to ``code``."""
         return sorted(k for k, v in self.councils.items() if code in v.successors)
 
+    def as_on(self, code: str, day: date) -> str:
+        """The council ``code`` stood for on ``day``: itself, or, for a day before a reorganisation created
+        it, its only predecessor (Ofsted's SIF list gives Dorset county's 2016 judgement the code of the
+        Dorset created in 2019, 838, for 835). A code with several predecessors, or unknown, is kept."""
+        council = self.councils.get(code)
+        while council is not None and council.from_ and day < council.from_:
+            before = self.predecessors(code)
+            if len(before) != 1:
+                break
+            code, council = before[0], self.councils.get(before[0])
+        return code
+
 
 @lru_cache(maxsize=1)
 def councils() -> CouncilsFile:

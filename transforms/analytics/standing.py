@@ -250,7 +250,8 @@ def read_neighbours(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 
 def read_judgements(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """``(la_code, publication_date, grade)``: Ofsted's overall effectiveness judgements with a publication
-    date, matched to councils by LA code, else by name (``schemas/councils.yaml``)."""
+    date, matched to councils by LA code, else by name (``schemas/councils.yaml``), and to the council that
+    existed on the publication date (``CouncilsFile.as_on``)."""
     cols = ["la_code", "publication_date", "grade"]
     try:
         j = con.execute("""SELECT la_code, la_name, publication_date, overall_effectiveness AS grade
@@ -264,6 +265,8 @@ def read_judgements(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     code = j["la_code"].where(j["la_code"].notna(), j["la_name"].str.strip().str.lower().map(by_name))
     out = j.assign(la_code=code).dropna(subset=["la_code"])[cols]
     out["publication_date"] = pd.to_datetime(out["publication_date"]).astype("datetime64[ns]")
+    # a judgement coded with a council created later belongs to the council inspected then
+    out["la_code"] = [schema.councils().as_on(c, d.date()) for c, d in zip(out["la_code"], out["publication_date"])]
     return out.sort_values(["la_code", "publication_date"]).reset_index(drop=True)
 
 
