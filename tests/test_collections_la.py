@@ -494,3 +494,19 @@ def test_a_short_ofsted_list_naming_council_date_and_grade_is_read(landing):
     coll = schema.collection("ofsted_judgements")
     frame = read_reference_csv(path, coll, coll.table("judgements")).tables["judgements"]
     assert frame[["la_code", "publication_date", "overall_effectiveness"]].values.tolist() == [["301", "2023-06-16", "4"]]
+
+
+def test_ofsted_providers_load_from_the_list_published_as_ods(tmp_path):
+    import pandas as pd
+
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    folder = landing / "reference" / "ofsted_providers"
+    folder.mkdir(parents=True)
+    book = pd.read_excel(providers_workbook(tmp_path / "providers.xlsx"), sheet_name=None, header=None)
+    with pd.ExcelWriter(folder / "providers_31_March_2025.ods", engine="odf") as ods:
+        for name, frame in book.items():
+            frame.to_excel(ods, sheet_name=name, header=False, index=False)
+    [row] = ingest(landing, repo)
+    assert (row["status"], row["rows_loaded"]) == ("loaded", 3)
+    assert sql(repo, "SELECT urn, registration_date::VARCHAR, postcode FROM ofsted_providers ORDER BY urn") == [
+        ("2600123", "2024-02-01", None), ("SC123456", "2019-04-01", "CT1"), ("SC654321", "2012-06-15", "TS24")]
