@@ -510,3 +510,20 @@ def test_ofsted_providers_load_from_the_list_published_as_ods(tmp_path):
     assert (row["status"], row["rows_loaded"]) == ("loaded", 3)
     assert sql(repo, "SELECT urn, registration_date::VARCHAR, postcode FROM ofsted_providers ORDER BY urn") == [
         ("2600123", "2024-02-01", None), ("SC123456", "2019-04-01", "CT1"), ("SC654321", "2012-06-15", "TS24")]
+
+
+def test_an_earlier_release_landed_after_the_latest_never_replaces_it(tmp_path):
+    # the 2025 release (2024 as revised, and 2025) and the 2024 release (2024 as first published): landed
+    # together they load in name order, so the 2024 release comes second
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    total = [("CLA on 31 March", "Total children")]
+    put(landing, "published/la_cla_swcount.csv", SWCOUNT_HEADER + "number,percentage\n"
+        + swcount_rows(2024, [(*total[0], 212, 100)]) + swcount_rows(2025, [(*total[0], 200, 100)]))
+    put(landing, "published/la_cla_swcount_2024.csv", SWCOUNT_HEADER + "number,percentage\n"
+        + swcount_rows(2024, [(*total[0], 210, 100)]))
+    rows = {r["relpath"]: r for r in ingest(landing, repo)}
+    assert rows["published/la_cla_swcount.csv"]["status"] == "loaded"
+    older = rows["published/la_cla_swcount_2024.csv"]
+    assert older["status"] == "rejected" and "earlier release" in older["reason"] and "2025-03-31" in older["reason"]
+    assert sql(repo, "SELECT time_period, number FROM ees_cla_social_worker_changes ORDER BY 1") == [
+        ("2024", 212.0), ("2025", 200.0)]

@@ -307,6 +307,11 @@ def load_stage(repo: Repository, landed: LandedFile) -> dict:
             row.update(status="rejected", reason=reason)
             repo.commit(load_id, {}, row, quarantine)
             return row
+        older = _older_release(repo, arrival, tables)
+        if older:
+            row.update(status="rejected", rows_loaded=0, reason=older)
+            repo.commit(load_id, {}, row, quarantine)
+            return row
         replacements = {}
         for name, info in tables.items():
             partition = _partition(arrival, name)
@@ -318,6 +323,28 @@ def load_stage(repo: Repository, landed: LandedFile) -> dict:
         row["status"] = "partly_loaded" if rows_quarantined else "loaded"
         repo.commit(load_id, replacements, row, quarantine)
     return row
+
+
+def _older_release(repo: Repository, arrival: Arrival, tables: dict) -> str | None:
+    """Why a published file must not replace the release held, or None: a dataset is held as its latest
+    release (each gives every year as revised by then), so a file whose latest period ends before the held
+    one's is an earlier release, landed late or in the wrong order, and the held release is kept."""
+    if arrival.collection != "published" or "published_statistics" not in tables:
+        return None
+    partition = _partition(arrival, "published_statistics")
+    held = repo.current_load(partition)
+    info = tables["published_statistics"]
+    if not held or not info.clean or not repo.partition_file(partition).exists():
+        return None
+
+    def latest(path) -> date | None:
+        return pc.max(pq.read_table(path, columns=["period_end"])["period_end"]).as_py()
+
+    new, old = latest(info.clean), latest(repo.partition_file(partition))
+    if new is not None and old is not None and new < old:
+        return (f"an earlier release of {arrival.dataset} (latest period ending {new}) than the one held "
+                f"(ending {old}, load {held}): the held release is kept")
+    return None
 
 
 def _partition(arrival: Arrival, table: str) -> Partition:
