@@ -127,7 +127,7 @@ def test_an_ofsted_judgement_counts_only_from_its_publication_date(repo):
 def test_warn_and_the_report_for_a_published_only_council(repo, capsys, tmp_path):
     main(["warn", "--repo", str(repo), "--la", ONLY_C1])
     out = capsys.readouterr().out
-    assert f"Risk of council {ONLY_C1} at " in out and "(1 factors)" in out
+    assert f"Risk of council {ONLY_C1} at " in out and "(1 factor)" in out
     main(["report", "--repo", str(repo), "--out", str(tmp_path / "report")])
     page = (tmp_path / "report" / "councils" / f"{ONLY_C1}.html").read_text(encoding="utf-8")
     assert "Hartlepool" in page and "re-referrals within 12 months" in page and "from 1 factor" in page

@@ -80,7 +80,7 @@ def cmd_warn(args) -> int:
               f"Risk ranking at {as_of} ({len(ranked)} councils; score in z units, positive = worse):")
         for rank, la_code, score, coverage, reasons in ranked:
             why = "; ".join(reasons) if len(reasons) else "no factor above England's average"
-            print(f"  {rank:>4}. {la_code} score {score:+.2f} ({coverage} factors) {why}")
+            print(f"  {rank:>4}. {la_code} score {score:+.2f} ({coverage} factor{'' if coverage == 1 else 's'}) {why}")
     return 0
 
 
