@@ -34,6 +34,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "reference"
+sys.path.insert(0, str(ROOT))
+
+from transforms import schema  # noqa: E402
 LEAD_DAYS = 56
 
 
@@ -71,7 +74,10 @@ def judgements(shared: Path = SHARED) -> pd.DataFrame:
     cut = j["publication_date"] - pd.Timedelta(days=LEAD_DAYS)
     # the last month end on or before the cut
     j["as_of"] = (cut + pd.Timedelta(days=1) - pd.offsets.MonthEnd(1)).dt.normalize()
-    return j.rename(columns={"old_la_code": "la_code"})
+    j = j.rename(columns={"old_la_code": "la_code"})
+    # the council inspected (Dorset's 2016 judgement is listed under the Dorset created in 2019)
+    j["la_code"] = [schema.councils().as_on(c, d.date()) for c, d in zip(j["la_code"], j["publication_date"])]
+    return j
 
 
 def naive_scores(con: duckdb.DuckDBPyConnection, points: pd.DataFrame) -> pd.Series:

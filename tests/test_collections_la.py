@@ -407,3 +407,123 @@ def test_collections_command_without_a_repository_lists_what_is_declared():
     assert rows["ssda903"].rstrip().endswith(changes)
     assert rows["statistical_neighbours"].split()[1] == "reference" and rows["ees_c1_referrals"].split()[1] == "ees"
     assert lines[-1].startswith(f"{len(schema.collections())} collections:")
+
+
+def outcomes_workbook(path):
+    """Ofsted's current outcomes file as a workbook (ODS or XLSX by the name): the CSV's facts, a title
+    block above the header, dates typed as dates, grades as words or "2: Good", a blank row."""
+    from datetime import datetime
+
+    import pandas as pd
+
+    lines = list(csv.reader(io.StringIO(JUDGEMENTS_CSV)))
+    header = lines[3]
+    dated = {i for i, h in enumerate(header) if h.endswith("date") or h.endswith("Date")}
+    rows = [["Ofsted: local authority children's services inspection outcomes (management information)"],
+            ["As at 31 August 2025"], [], header]
+    for line in lines[4:]:
+        rows.append([datetime.strptime(v, "%d/%m/%Y") if i in dated and v else (v or None)
+                     for i, v in enumerate(line)])
+    frame = pd.DataFrame(rows)
+    with pd.ExcelWriter(path, engine="odf" if path.suffix == ".ods" else "openpyxl") as book:
+        pd.DataFrame([["Contents"], ["LA inspection outcomes"]]).to_excel(book, sheet_name="Contents",
+                                                                          header=False, index=False)
+        frame.to_excel(book, sheet_name="LA inspection outcomes", header=False, index=False)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".ods", ".xlsx"])
+def test_ofsted_judgements_load_from_the_current_outcomes_workbook_as_ods_or_xlsx(tmp_path, suffix):
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    (landing / "reference" / "ofsted_judgements").mkdir(parents=True)
+    outcomes_workbook(landing / "reference" / "ofsted_judgements" / f"la_inspection_outcomes_2025{suffix}")
+    [row] = ingest(landing, repo)
+    assert (row["status"], row["rows_loaded"], row["rows_quarantined"]) == ("loaded", 3, 0)
+    got = sql(repo, """SELECT la_code, inspection_start_date::VARCHAR, publication_date::VARCHAR, overall_effectiveness,
+                              leadership, help_and_protection, children_in_care, care_leavers, return_year
+                       FROM ofsted_judgements ORDER BY la_code""")
+    assert got == [("330", "2018-10-01", "2018-11-20", "3", "3", "3", "2", None, 2025),
+                   ("805", "2025-05-12", "2025-07-04", "2", "2", "2", "1", "3", 2025),
+                   ("886", "2025-02-03", "2025-03-14", "4", "4", "4", "3", None, 2025)]
+
+
+SWCOUNT_HEADER = EES_HEADER.replace("old_la_code,new_la_code,la_name", "old_la_code,la_name,new_la_code") + ",cla_group,sw_stability,"
+
+
+def swcount_rows(year, groups):
+    """Hartlepool's rows of la_cla_swcount for ``year``: (group, stability, number, percent)."""
+    return "".join(f"{year},Reporting year,Local authority,E92000001,England,E12000001,North East,805,Hartlepool,"
+                   f"E06000001,{g},{s},{n},{p}\n" for g, s, n, p in groups)
+
+
+def test_a_2025_social_worker_changes_file_with_renamed_measures_loads_them_under_their_declared_names(tmp_path):
+    # the 2025 release carries 2024 again and a new group, its measures renamed children_count/_percent
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    put(landing, "published/la_cla_swcount.csv", SWCOUNT_HEADER + "children_count,children_percent\n" + swcount_rows(2024, [
+        ("CLA on 31 March", "Total children", 210, 100), ("CLA on 31 March", "3 or more social workers during the year", 42, 20)])
+        + swcount_rows(2025, [
+        ("CLA on 31 March", "Total children", 200, 100), ("CLA on 31 March", "3 or more social workers during the year", "c", "c"),
+        ("CLA 2 years on 31 March", "Total children", 90, 100)]))
+    [row] = ingest(landing, repo)
+    assert (row["dataset"], row["status"], row["rows_quarantined"]) == ("cla_social_worker_changes", "loaded", 0)
+    assert sql(repo, """SELECT time_period, sw_stability, number, percentage FROM ees_cla_social_worker_changes
+                        WHERE cla_group = 'CLA on 31 March' ORDER BY time_period, sw_stability""") == [
+        ("2024", "3 or more social workers during the year", 42.0, 20.0), ("2024", "Total children", 210.0, 100.0),
+        ("2025", "3 or more social workers during the year", None, None), ("2025", "Total children", 200.0, 100.0)]
+    assert sql(repo, "SELECT DISTINCT measure FROM published_statistics ORDER BY 1") == [("number",), ("percentage",)]
+
+
+def test_a_file_naming_a_measure_and_its_alias_both_is_refused(landing):
+    from transforms.ingest.readers import UnreadableFile
+    from transforms.ingest.readers.ees import read_ees
+
+    path = put(landing, "published/la_cla_swcount_2025.csv", SWCOUNT_HEADER + "number,children_count\n"
+               + swcount_rows(2025, [("CLA on 31 March", "Total children", 200, 200)]))
+    with pytest.raises(UnreadableFile, match="number"):
+        read_ees(path, schema.collection("published"))
+
+
+def test_a_short_ofsted_list_naming_council_date_and_grade_is_read(landing):
+    from transforms.ingest.readers.reference import read_reference_csv
+
+    path = put(landing, "reference/ofsted_judgements/outcomes_2023.csv", "Ofsted outcomes\n\n"
+               "Local Authority,LA Code,Publication Date,Overall Effectiveness\n"
+               "Barking and Dagenham,301,16/06/2023,Inadequate\n")
+    arrival = identify(path, landing)
+    assert (arrival.problem, arrival.collection, arrival.table) == (None, "ofsted_judgements", "judgements")
+    coll = schema.collection("ofsted_judgements")
+    frame = read_reference_csv(path, coll, coll.table("judgements")).tables["judgements"]
+    assert frame[["la_code", "publication_date", "overall_effectiveness"]].values.tolist() == [["301", "2023-06-16", "4"]]
+
+
+def test_ofsted_providers_load_from_the_list_published_as_ods(tmp_path):
+    import pandas as pd
+
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    folder = landing / "reference" / "ofsted_providers"
+    folder.mkdir(parents=True)
+    book = pd.read_excel(providers_workbook(tmp_path / "providers.xlsx"), sheet_name=None, header=None)
+    with pd.ExcelWriter(folder / "providers_31_March_2025.ods", engine="odf") as ods:
+        for name, frame in book.items():
+            frame.to_excel(ods, sheet_name=name, header=False, index=False)
+    [row] = ingest(landing, repo)
+    assert (row["status"], row["rows_loaded"]) == ("loaded", 3)
+    assert sql(repo, "SELECT urn, registration_date::VARCHAR, postcode FROM ofsted_providers ORDER BY urn") == [
+        ("2600123", "2024-02-01", None), ("SC123456", "2019-04-01", "CT1"), ("SC654321", "2012-06-15", "TS24")]
+
+
+def test_an_earlier_release_landed_after_the_latest_never_replaces_it(tmp_path):
+    # the 2025 release (2024 as revised, and 2025) and the 2024 release (2024 as first published): landed
+    # together they load in name order, so the 2024 release comes second
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    total = [("CLA on 31 March", "Total children")]
+    put(landing, "published/la_cla_swcount.csv", SWCOUNT_HEADER + "number,percentage\n"
+        + swcount_rows(2024, [(*total[0], 212, 100)]) + swcount_rows(2025, [(*total[0], 200, 100)]))
+    put(landing, "published/la_cla_swcount_2024.csv", SWCOUNT_HEADER + "number,percentage\n"
+        + swcount_rows(2024, [(*total[0], 210, 100)]))
+    rows = {r["relpath"]: r for r in ingest(landing, repo)}
+    assert rows["published/la_cla_swcount.csv"]["status"] == "loaded"
+    older = rows["published/la_cla_swcount_2024.csv"]
+    assert older["status"] == "rejected" and "earlier release" in older["reason"] and "2025-03-31" in older["reason"]
+    assert sql(repo, "SELECT time_period, number FROM ees_cla_social_worker_changes ORDER BY 1") == [
+        ("2024", 212.0), ("2025", 200.0)]

@@ -105,7 +105,7 @@ def test_warn_refuses_an_as_of_that_is_not_a_month_end_and_names_the_month_ends(
 def test_warn_for_a_council_with_no_signals_and_no_score_says_so(catalogue_file, capsys):
     assert main(["warn", "--repo", str(catalogue_file.parent), "--la", "999"]) == 0
     out = capsys.readouterr().out
-    assert "council 999: 0 indicator(s)" in out and "Council 999 has no risk score at 2025-02-28" in out
+    assert "council 999: 0 indicator(s)" in out and "No risk score for council 999 at 2025-02-28" in out
 
 
 def test_warn_ranks_a_council_with_no_score_yet_without_failing(catalogue_file, capsys):
@@ -113,3 +113,22 @@ def test_warn_ranks_a_council_with_no_score_yet_without_failing(catalogue_file, 
         con.execute("INSERT INTO council_risk (la_code, as_of) VALUES ('304', DATE '2025-02-28')")
     assert main(["warn", "--repo", str(catalogue_file.parent)]) == 0
     assert "304 no risk score yet" in capsys.readouterr().out
+
+
+def test_warn_reads_a_month_end_not_scored_as_the_latest_month_end_scored_before_it(catalogue_file, capsys):
+    main(["warn", "--repo", str(catalogue_file.parent), "--la", "302", "--as-of", "2025-03-31"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Live concerns at 2025-02-28 for council 302: 2 indicator(s)"
+    main(["warn", "--repo", str(catalogue_file.parent), "--as-of", "2024-12-31"])
+    assert capsys.readouterr().out.startswith("no early-warning signals and no risk scores")
+
+
+@pytest.mark.parametrize("la,why", [
+    ("909", "Cumbria was abolished on 2023-03-31; its area is scored under 942 (Cumberland), 943 (Westmorland and Furness)"),
+    ("999", "no council has this DfE code"),
+    ("330", "nothing about Birmingham is held"),
+])
+def test_warn_for_a_council_without_a_score_says_why(catalogue_file, capsys, la, why):
+    main(["warn", "--repo", str(catalogue_file.parent), "--la", la])
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith(f"No risk score for council {la} at 2025-02-28: {why}")

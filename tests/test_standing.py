@@ -76,9 +76,21 @@ def test_a_joint_workforce_return_is_credited_to_each_member_council(con):
 def test_an_abolished_council_has_no_row_after_its_last_day_and_its_successors_inherit_its_judgement(con):
     assert con.execute("SELECT count(*) FROM council_risk WHERE la_code = '928' AND as_of > '2021-03-31'"
                        ).fetchone()[0] == 0
-    [(_, _, _, ofsted, reasons)] = risk(con, "941", date(2020, 1, 31)) or [(None,) * 5]
+    [(_, _, _, ofsted, reasons)] = risk(con, "941", date(2021, 4, 30)) or [(None,) * 5]
     assert ofsted is not None and ofsted > 0
     assert any("Inadequate (published August 2019)" in r for r in reasons)
+
+
+def test_a_council_created_by_reorganisation_has_no_row_or_warning_before_its_first_day(con):
+    # North and West Northamptonshire from 1 April 2021, Cumberland and Westmorland and Furness from 1 April
+    # 2023: until then Northamptonshire and Cumbria are ranked, each area once
+    for table in ("council_risk", "early_warning"):
+        early = con.execute(f"""SELECT la_code, min(as_of) FROM {table} WHERE la_code IN ('940', '941', '942', '943')
+                                GROUP BY ALL ORDER BY 1""").fetchall()
+        assert early and all(first >= (date(2021, 4, 1) if la < "942" else date(2023, 4, 1)) for la, first in early)
+    assert risk(con, "928", date(2020, 1, 31)) and not risk(con, "941", date(2020, 1, 31))
+    ranked = con.execute("SELECT as_of, count(*), max(rank) FROM council_risk GROUP BY ALL").fetchall()
+    assert all(n <= 153 and top <= n for _, n, top in ranked)
 
 
 def test_a_judgement_counts_only_from_its_publication_date(con):
@@ -200,3 +212,20 @@ def test_the_explanation_places_the_council_among_its_neighbours_in_words():
     assert ", the lowest of 3 with its neighbours" in levels.loc[low, "explanation"]
     assert ", 2nd highest of 3 with its neighbours" in levels.loc[mid, "explanation"]
     assert ", the highest of 3 with its neighbours" in levels.loc[high, "explanation"]
+
+
+def test_a_judgement_listed_under_a_council_created_later_belongs_to_the_council_inspected_then():
+    # Ofsted's SIF list gives Dorset county's May 2016 judgement the code of the Dorset created in 2019
+    c = duckdb.connect()
+    c.execute("""CREATE TABLE ofsted_judgements AS SELECT * FROM (VALUES
+                 ('838', 'Dorset', DATE '2016-05-23', '3'), ('838', 'Dorset', DATE '2021-09-10', '2'))
+                 t(la_code, la_name, publication_date, overall_effectiveness)""")
+    c.execute("""CREATE TABLE early_warning (la_code VARCHAR, indicator VARCHAR, as_of DATE, method VARCHAR,
+                 severity INTEGER, direction VARCHAR, explanation VARCHAR)""")
+    c.execute("""CREATE TABLE indicators (la_code VARCHAR, indicator VARCHAR, period_end DATE, "window" VARCHAR,
+                 numerator DOUBLE, denominator DOUBLE, value DOUBLE, source VARCHAR, published_on DATE)""")
+    assert standing.read_judgements(c)["la_code"].tolist() == ["835", "838"]
+    council_risk.build_council_risk(c)
+    assert risk(c, "835", date(2016, 5, 31))[0][3] > 0
+    assert risk(c, "838", date(2019, 4, 30))[0][3] > 0 and risk(c, "838", date(2021, 9, 30))[0][3] == 0
+    c.close()

@@ -77,11 +77,13 @@ def cmd_warn(args) -> int:
         print(f"csreturns warn: {exc}", file=sys.stderr)
         return 2
     with duckdb.connect(str(Path(args.repo) / "csreturns.duckdb"), read_only=True) as con:
-        as_of = as_of or con.execute(
-            "SELECT coalesce((SELECT max(as_of) FROM early_warning), (SELECT max(as_of) FROM council_risk))").fetchone()[0]
+        # the latest month end scored on or before --as-of (a month end: checked above), else the latest
+        as_of = con.execute("""SELECT max(as_of) FROM (SELECT as_of FROM early_warning UNION ALL
+                               SELECT as_of FROM council_risk) WHERE ?::DATE IS NULL OR as_of <= ?::DATE""",
+                            [as_of, as_of]).fetchone()[0]
         if as_of is None:
             print("no early-warning signals and no risk scores: the repository holds no indicators or published "
-                  "figures yet")
+                  f"figures yet{f' public by {args.as_of}' if args.as_of else ''}")
             return 0
         where, params = "WHERE e.as_of = ? AND e.direction = 'concern'", [as_of]
         if args.la:
@@ -107,6 +109,8 @@ def cmd_warn(args) -> int:
     for la_code, _indicator, severity, explanation, methods, rank, score in rows:
         standing = f"risk rank {rank}, score {score:+.2f}" if score is not None else "no risk score yet"
         print(f"  {SEVERITY_MARKERS.get(severity, '[?]')} {la_code} ({standing}) {explanation} [{', '.join(methods)}]")
+    if args.la and not ranked:
+        print(f"No risk score for council {args.la} at {as_of}: {_why_unscored(args.repo, args.la, as_of)}")
     if ranked:
         print(f"Risk of council {args.la} at {as_of}:" if args.la else
               f"Risk ranking at {as_of} ({len(ranked)} councils; score in z units, positive = worse):")
@@ -115,11 +119,32 @@ def cmd_warn(args) -> int:
                 print(f"  {'-':>4}. {la_code} no risk score yet (no published figures, Ofsted history or indicators)")
                 continue
             why = "; ".join(reasons) if reasons is not None and len(reasons) else "no factor above England's average"
-            print(f"  {rank:>4}. {la_code} score {score:+.2f} ({coverage} factors) {why}")
-    elif args.la:
-        print(f"Council {args.la} has no risk score at {as_of}: the repository holds no published figures, Ofsted "
-              "history or indicators for it at that month end")
+            print(f"  {rank:>4}. {la_code} score {score:+.2f} ({coverage} factor{'' if coverage == 1 else 's'}) {why}")
     return 0
+
+
+def _why_unscored(repo, la: str, as_of) -> str:
+    """Why a council has no ``council_risk`` row at ``as_of``, in words: not a council code, not yet or no
+    longer a council (reorganisation; ``schemas/councils.yaml``), or nothing about it public by then."""
+    import duckdb
+
+    from transforms import schema
+
+    council = schema.councils().councils.get(la)
+    if council is None:
+        return "no council has this DfE code (schemas/councils.yaml: 3-digit codes such as 301)"
+    if council.until and as_of > council.until:
+        return (f"{council.name} was abolished on {council.until}; its area is scored under "
+                f"{', '.join(f'{s} ({schema.councils().councils[s].name})' for s in council.successors)}")
+    if council.from_ and as_of < council.from_:
+        return f"{council.name} exists from {council.from_}; until then its predecessors are scored"
+    with duckdb.connect(str(Path(repo) / "csreturns.duckdb"), read_only=True) as con:
+        first, last = con.execute("SELECT min(as_of), max(as_of) FROM council_risk WHERE la_code = ?", [la]).fetchone()
+    if first is None:
+        return f"nothing about {council.name} is held (no published figure, Ofsted judgement or return)"
+    if as_of < first:
+        return f"nothing about {council.name} was public yet (its first score is at {first})"
+    return f"nothing about {council.name} is current (its latest score is at {last})"
 
 
 def cmd_replicate(args) -> int:
@@ -281,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_refresh)
     p = sub.add_parser("warn", help="print the live early-warning concerns, worst first")
     p.add_argument("--repo", required=True)
-    p.add_argument("--as-of", help="month end (YYYY-MM-DD); default: the latest")
+    p.add_argument("--as-of", help="date (YYYY-MM-DD): the latest month end scored on or before it; default: the latest")
     p.add_argument("--la", help="only this council (3-digit LA code)")
     p.set_defaults(func=cmd_warn)
     p = sub.add_parser("replicate", help="mirror the repository's Parquet partitions to s3://bucket/prefix")
@@ -301,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("report", help="write the static HTML early-warning report (one page per council)")
     p.add_argument("--repo", required=True)
     p.add_argument("--out", help="folder for the report (default: REPO/report)")
-    p.add_argument("--as-of", help="month end (YYYY-MM-DD); default: the latest")
+    p.add_argument("--as-of", help="date (YYYY-MM-DD): the latest month end scored on or before it; default: the latest")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("doctor", help="report the repository's state and (--fix) repair what is safe to repair")
     p.add_argument("--repo", required=True)

@@ -566,6 +566,18 @@ class Measure(SchemaModel):
     """Smallest valid value (default: the unit's)."""
     max: float | None = None
     """Largest valid value (default: the unit's; null: none)."""
+    aliases: list[str] = []
+    """Other names the measure has in some editions of the file (a later release renaming it): read as
+    this measure, lower case as the EES reader names columns."""
+
+
+class Versions(SchemaModel):
+    """A file that gives a period's figures in more than one version, in a breakdown column (KS2's
+    ``version``: Provisional, Final, Revised): the one first known is used, never a later revision."""
+    breakdown: Text
+    """The breakdown column naming the version."""
+    order: Annotated[list[str], Field(min_length=1)]
+    """Versions earliest first; a council and period's figure is the first of these the file holds."""
 
 
 class EesShared(SchemaModel):
@@ -606,6 +618,8 @@ class EesSpec(EesShared, CollectionSpec):
     """Measure columns (as the file names them) -> unit and description."""
     view: str | None = None
     """Catalogue view name (default: the id)."""
+    versions: Versions | None = None
+    """How the file tells a figure as first known from its revisions (none: each period once, as revised)."""
     data_set_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z-]{8,64}$")] | None = None
     """The data set's id in DfE's EES public API: the ``fetch_ees`` DAG polls it for new versions."""
 
@@ -1024,6 +1038,18 @@ class CouncilsFile(SchemaModel):
     def predecessors(self, code: str) -> list[str]:
         """Councils whose area passed (in whole or part) to ``code``."""
         return sorted(k for k, v in self.councils.items() if code in v.successors)
+
+    def as_on(self, code: str, day: date) -> str:
+        """The council ``code`` stood for on ``day``: itself, or, for a day before a reorganisation created
+        it, its only predecessor (Ofsted's SIF list gives Dorset county's 2016 judgement the code of the
+        Dorset created in 2019, 838, for 835). A code with several predecessors, or unknown, is kept."""
+        council = self.councils.get(code)
+        while council is not None and council.from_ and day < council.from_:
+            before = self.predecessors(code)
+            if len(before) != 1:
+                break
+            code, council = before[0], self.councils.get(before[0])
+        return code
 
 
 @lru_cache(maxsize=1)

@@ -4,7 +4,8 @@ Ofsted history and its live child-level warnings.
 Every council with any data -- published figures, an Ofsted judgement, child-level returns -- has a row at
 every month end from the first publication held to the latest data, computed only from what was public
 (or, for its own returns, held) then; a council with nothing known yet has no row, not a zero, and a
-council abolished by reorganisation has none after its last day (``schemas/councils.yaml``).
+council has rows only while it exists: none before a reorganisation created it, none after one abolished
+it (``schemas/councils.yaml``; ``standing.in_existence``).
 
 Factors (``standing.FACTOR_WEIGHTS``), each in z-score units, positive = worse:
 
@@ -34,7 +35,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from transforms import schema
 from transforms.analytics import standing
 from transforms.analytics.standing import runs
 
@@ -153,10 +153,9 @@ def combine(factors: pd.DataFrame) -> pd.DataFrame:
     out = out.reset_index()
     out["rank"] = out.groupby("as_of")["score"].rank(method="min", ascending=False).astype("int32")
     out["as_of"] = pd.to_datetime(out["as_of"]).dt.date
-    # a council abolished by reorganisation has no row after its last day
-    until = {k: c.until for k, c in schema.councils().councils.items() if c.until}
-    gone = out["la_code"].map(until)
-    out = out[gone.isna() | (out["as_of"] <= gone.fillna(out["as_of"]))]
+    # a council has rows only while it exists: none before a reorganisation created it, none after one
+    # abolished it (each area is ranked once at a month end)
+    out = standing.in_existence(out)
     out["rank"] = out.groupby("as_of")["score"].rank(method="min", ascending=False).astype("int32")
     return out[cols].sort_values(["as_of", "rank", "la_code"]).reset_index(drop=True)
 

@@ -509,20 +509,31 @@ UNION ALL SELECT * FROM cp_plan_open_2y
 
 # ---------------------------------------------------------------- published --------------------------
 
+def versions(dataset: str) -> dict | None:
+    """The dataset's declared ``versions`` (``{breakdown, order}``; schemas/ees), None when it has none."""
+    owner = schema.ees_collection_of(dataset)
+    return (schema.collection(owner).spec.get("versions") or None) if owner else None
+
+
 def _published_part(dataset: str, part: dict, breakdowns: dict | None) -> str:
     """One published figure per council and period: the measure (or the sum of the measures, when all
-    are present) with the breakdown filter."""
+    are present) with the breakdown filter; where the file gives a period in more than one version
+    (``versions``), the version first known (a later revision never replaces it)."""
     measures = [m.lower() for m in part.get("measures") or [part["measure"]]]  # the EES reader lower-cases names
     filters = part.get("breakdowns", breakdowns) or {}
     where = "".join(f" AND breakdowns[{literal(k)}] = {literal(v)}" for k, v in filters.items())
+    first = ""
+    v = versions(dataset)
+    if v:   # rows of the version earliest in the declared order, per council, period and measure
+        rank = f"array_position([{', '.join(literal(o) for o in v['order'])}], breakdowns[{literal(v['breakdown'])}])"
+        first = f"\n        QUALIFY {rank} IS NOT DISTINCT FROM min({rank}) OVER (PARTITION BY old_la_code, time_period, measure)"
     return f"""
-        SELECT old_la_code AS la_code, time_period, any_value(period_end) AS period_end,
-               max(published_on) AS published_on,
+        SELECT la_code, time_period, any_value(period_end) AS period_end, max(published_on) AS published_on,
                CASE WHEN count(value) = {len(measures)} THEN sum(value) END AS value
-        FROM published_statistics
-        WHERE dataset = {literal(dataset)} AND geographic_level = 'Local authority' AND old_la_code IS NOT NULL
-          AND measure IN ({', '.join(literal(m) for m in measures)}){where}
-        GROUP BY ALL"""
+        FROM (SELECT old_la_code AS la_code, * FROM published_statistics
+              WHERE dataset = {literal(dataset)} AND geographic_level = 'Local authority' AND old_la_code IS NOT NULL
+                AND measure IN ({', '.join(literal(m) for m in measures)}){where}{first})
+        GROUP BY la_code, time_period"""
 
 
 def published_sql(item: dict) -> str:

@@ -7,8 +7,10 @@ Everything is computed as it could have been on the day: a figure counts from it
 the workforce census at 30 September on the following 28 February), an Ofsted judgement from its
 ``publication_date``. First known or revised: a figure is kept as first known where the file says which
 figure that was; no file held does (each gives every year as its own release has it: CSWW 2017-2025 and
-the older 2017-2022 layout as revised by their releases, KS2 as "Final" or "Revised"), so figures are used
-as revised, from the first release date, and the warnings say "as revised". Where two layouts give the
+the older 2017-2022 layout as revised by their releases), so figures are used as revised, from the first
+release date, and the warnings say "as revised"; a file that gives a year in more than one version (KS2's
+``version`` column: Provisional, Final, Revised; ``versions`` in schemas/ees) has its first known used, and
+the warnings say "earliest version the file holds" (``vintages``). Where two layouts give the
 same figure, the later release wins (``schemas/indicators``' ``earlier``).
 
 Metrics (``METRICS``): each a proportion with its denominator (re-referrals of referrals, ...), a rate per
@@ -31,8 +33,8 @@ RO3 revenue outturn, ``spend_ro3``). Per metric and year, across every council w
 Suppressed cells (c, x, z, k, low, u) are missing, never zero: the published view holds them as NULL and
 they are dropped here. Joint returns (``314 / 318``, ``940 / 941``; ``schemas/councils.yaml``) are credited
 to each member council. A council created by reorganisation takes its predecessors' figures (their mean)
-for the years before it existed, so its change is measured across the reorganisation; a council abolished
-has no row after its last day.
+for the years before it existed, so its change is measured across the reorganisation, but it has no row
+or warning before its first day (``in_existence``); a council abolished has none after its last day.
 
 Factors (``FACTOR_WEIGHTS``, weights documented there): workforce instability (turnover, agency, vacancies,
 caseload, children looked after with 3+ social workers), timeliness (children in need awaiting assessment
@@ -248,7 +250,8 @@ def read_neighbours(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
 
 def read_judgements(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """``(la_code, publication_date, grade)``: Ofsted's overall effectiveness judgements with a publication
-    date, matched to councils by LA code, else by name (``schemas/councils.yaml``)."""
+    date, matched to councils by LA code, else by name (``schemas/councils.yaml``), and to the council that
+    existed on the publication date (``CouncilsFile.as_on``)."""
     cols = ["la_code", "publication_date", "grade"]
     try:
         j = con.execute("""SELECT la_code, la_name, publication_date, overall_effectiveness AS grade
@@ -262,6 +265,8 @@ def read_judgements(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     code = j["la_code"].where(j["la_code"].notna(), j["la_name"].str.strip().str.lower().map(by_name))
     out = j.assign(la_code=code).dropna(subset=["la_code"])[cols]
     out["publication_date"] = pd.to_datetime(out["publication_date"]).astype("datetime64[ns]")
+    # a judgement coded with a council created later belongs to the council inspected then
+    out["la_code"] = [schema.councils().as_on(c, d.date()) for c, d in zip(out["la_code"], out["publication_date"])]
     return out.sort_values(["la_code", "publication_date"]).reset_index(drop=True)
 
 
@@ -427,10 +432,25 @@ def runs(frame: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, np.ndarray
     return frame[keys].iloc[starts].reset_index(drop=True), starts, ends
 
 
+def in_existence(frame: pd.DataFrame, column: str = "as_of") -> pd.DataFrame:
+    """The rows of ``frame`` whose council existed on the date in ``column``: from its first day (``from``,
+    a council created by reorganisation) to its last (``until``, one abolished), ``schemas/councils.yaml``.
+    A successor's series runs back through its predecessors' figures (its change is measured across the
+    reorganisation) but it has no row, no score and no warning before it existed: its predecessors have
+    them, and a month end ranks each area once."""
+    councils = schema.councils().councils
+    if frame.empty:
+        return frame
+    day = pd.to_datetime(frame[column])
+    first = pd.to_datetime(frame["la_code"].map({k: c.from_ for k, c in councils.items() if c.from_}))
+    last = pd.to_datetime(frame["la_code"].map({k: c.until for k, c in councils.items() if c.until}))
+    return frame[(first.isna() | (day >= first)) & (last.isna() | (day <= last))]
+
+
 def known_at(levels: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
     """``standing`` rows as known at each month end ``as_of`` of ``dates``: per council and metric, the latest
     year published by then (a later-published earlier year never replaces it), not older than
-    ``STALE_MONTHS``."""
+    ``STALE_MONTHS``, for a council that existed then (``in_existence``)."""
     if levels.empty or not dates:
         return levels.iloc[:0].assign(as_of=pd.Series(dtype="datetime64[ns]"))
     grid = pd.DataFrame({"as_of": pd.to_datetime(dates).astype("datetime64[ns]")}).sort_values("as_of")
@@ -442,7 +462,21 @@ def known_at(levels: pd.DataFrame, dates: list[pd.Timestamp]) -> pd.DataFrame:
                           direction="backward").dropna(subset=["known_from"])
     known = known.sort_values("year").drop_duplicates(["la_code", "metric", "as_of"], keep="last")
     age = (known["as_of"] - known["period_end"]).dt.days / 30.44
-    return known[age <= STALE_MONTHS].reset_index(drop=True)
+    return in_existence(known[age <= STALE_MONTHS]).reset_index(drop=True)
+
+
+def vintages() -> dict[str, str]:
+    """Metric -> which of its figures is used, in words: "earliest version the file holds" where its dataset's file
+    says which version came first (``versions`` in schemas/ees; the indicators keep that one), else
+    "as revised" (each file gives a year once, as its release has it)."""
+    from transforms.analytics import indicators
+
+    out = {}
+    for item in indicators.catalogue():
+        pub = item.get("published") or {}
+        if pub:
+            out[item["id"]] = "earliest version the file holds" if indicators.versions(pub["dataset"]) else "as revised"
+    return {m.id: out.get(m.id, "as revised") for m in METRICS}
 
 
 def signals_at(known: pd.DataFrame) -> pd.DataFrame:
@@ -485,8 +519,10 @@ def signals_at(known: pd.DataFrame) -> pd.DataFrame:
             same = np.sign(known.loc[z.notna(), "z_england"]) == np.sign(z[z.notna()])
             rows["severity"] = np.where(level[z.notna()].notna() & same, 2, 1)
             how = "an unusual change (99.8 % of councils' changes)"
-        rows["explanation"] = [f"{text[0].upper()}{text[1:]}: {how}; published annually (as revised), judged by "
-                               f"level and change ({d})." for text, d in zip(rows["explanation"], rows["direction"])]
+        vintage = rows["metric"].map(vintages())
+        rows["explanation"] = [f"{text[0].upper()}{text[1:]}: {how}; published annually ({v}), judged by "
+                               f"level and change ({d})."
+                               for text, v, d in zip(rows["explanation"], vintage, rows["direction"])]
         parts.append(rows)
     if not parts:
         return pd.DataFrame(columns=cols)

@@ -274,6 +274,13 @@ def _reference_folder(rel: Path) -> str | None:
     return parts[1] if len(parts) > 1 else ""
 
 
+def workbook_sheets_declared(coll) -> bool:
+    """True when a table of ``coll`` names its sheet (an ``xlsx:`` block): its XLSX or ODS workbooks are
+    read sheet by sheet (readers/xlsx.py, calamine reads both). Without one an ODS is an RO3 outturn
+    workbook, read by its own reader (readers/ods.py)."""
+    return any(spec.get("xlsx") for spec in coll.base_tables.values())
+
+
 def _identify_reference(arrival: Arrival, collection_id: str) -> None:
     """A file under reference/<collection>/: the folder names the collection, the content the table."""
     declared = sorted(c.id for c in schema.collections().values() if c.kind == "reference")
@@ -289,7 +296,8 @@ def _identify_reference(arrival: Arrival, collection_id: str) -> None:
         if not scores[best]:
             raise UnreadableFile(f"CSV header names the columns of no {coll.id} table ({', '.join(scores)})")
         arrival.format, arrival.tables = "csv", (best,)
-    elif suffix == ".xlsx" and "xlsx" in coll.formats:
+    elif suffix in (".xlsx", ".ods") and suffix[1:] in coll.formats and workbook_sheets_declared(coll):
+        # a workbook whose sheets the schema names (xlsx: blocks): XLSX and ODS hold the same cells
         from transforms.ingest.readers.xlsx import sheet_names, table_sheets
         found = table_sheets(sheet_names(arrival.path), coll.tables(), coll)
         if not found:

@@ -321,7 +321,7 @@ class _BatchView:
     """The repository as it will be once the loads judged so far are committed (duplicates, current loads)."""
 
     def __init__(self, repo: Repository) -> None:
-        self.repo, self.loaded_sha, self.current = repo, {}, {}
+        self.repo, self.loaded_sha, self.current, self.staged = repo, {}, {}, {}
 
     def loaded_copy_of(self, sha256: str) -> str | None:
         return self.loaded_sha.get(sha256) or self.repo.loaded_copy_of(sha256)
@@ -336,6 +336,14 @@ class _BatchView:
             self.loaded_sha.setdefault(row["sha256"], row["load_id"])
         for partition, staged in load.replacements.items():
             self.current[partition] = row["load_id"] if staged else None
+            self.staged[partition] = staged
+
+    def held_file(self, partition: Partition) -> Path | None:
+        """The Parquet file that will hold ``partition``'s rows: staged earlier in this batch, or committed."""
+        if partition in self.staged:
+            return self.staged[partition]
+        path = self.repo.partition_file(partition)
+        return path if path.exists() else None
 
 
 def _load_row(repo: Repository, landed: LandedFile, batch: _BatchView) -> tuple[dict, Load]:
@@ -368,6 +376,10 @@ def _load_row(repo: Repository, landed: LandedFile, batch: _BatchView) -> tuple[
         reason = ("every row failed validation" if rows_in else "the file holds no data rows") + kept
         row.update(status="rejected", reason=reason)
         return row, Load(load_id, {}, row, quarantine)
+    older = _older_release(batch, arrival, tables)
+    if older:   # the whole file is refused: its rows count as quarantined (rows_in = loaded + quarantined)
+        row.update(status="rejected", rows_loaded=0, rows_quarantined=rows_in, reason=older)
+        return row, Load(load_id, {}, row, quarantine)
     replacements = {}
     for name, info in tables.items():
         partition = _partition(arrival, name)
@@ -378,6 +390,28 @@ def _load_row(repo: Repository, landed: LandedFile, batch: _BatchView) -> tuple[
     row["replaces"] = sorted(set(row["replaces"]))
     row["status"] = "partly_loaded" if rows_quarantined else "loaded"
     return row, Load(load_id, replacements, row, quarantine)
+
+
+def _older_release(batch: _BatchView, arrival: Arrival, tables: dict) -> str | None:
+    """Why a published file must not replace the release held, or None: a dataset is held as its latest
+    release (each gives every year as revised by then), so a file whose latest period ends before the held
+    one's is an earlier release, landed late or in the wrong order, and the held release is kept."""
+    if arrival.collection != "published" or "published_statistics" not in tables:
+        return None
+    partition = _partition(arrival, "published_statistics")
+    held, held_file = batch.current_load(partition), batch.held_file(partition)
+    info = tables["published_statistics"]
+    if not held or not info.clean or held_file is None:
+        return None
+
+    def latest(path) -> date | None:
+        return pc.max(pq.read_table(path, columns=["period_end"])["period_end"]).as_py()
+
+    new, old = latest(info.clean), latest(held_file)
+    if new is not None and old is not None and new < old:
+        return (f"an earlier release of {arrival.dataset} (latest period ending {new}) than the one held "
+                f"(ending {old}, load {held}): the held release is kept")
+    return None
 
 
 def _partition(arrival: Arrival, table: str) -> Partition:

@@ -3,6 +3,8 @@
 Every EES file shares the same geography and time columns; the rest are either breakdowns (text such as
 "Total" or "17 to 18 years") or measures (numbers, or a suppression symbol such as c, z, x, k). The long
 form keeps each measure cell once, with its breakdowns as a map and the symbol kept beside a null value.
+A column named by a measure's declared ``aliases`` (a later edition renaming it) is read as that measure
+and the file's meta says so (``renamed_measures``: "children_count as number").
 """
 from __future__ import annotations
 
@@ -45,16 +47,18 @@ def _measure_like(values: pd.Series, symbols: set[str]) -> bool:
     return bool((numeric | symbol).all())
 
 
-def _declared(path: Path, coll: Collection) -> tuple[set[str], set[str]]:
-    """(measures, breakdowns) the dataset's schema (schemas/ees/) declares for this file, lower case."""
+def _declared(path: Path, coll: Collection) -> tuple[set[str], set[str], dict[str, str]]:
+    """(measures, breakdowns, other name -> measure) the dataset's schema (schemas/ees/) declares for this
+    file, lower case; the last from each measure's ``aliases`` (names an edition of the file gives it)."""
     from transforms import schema
     dataset = coll.dataset_for(Path(path).name)[0]
     owner = schema.ees_collection_of(dataset)
     if owner is None:
-        return set(), set()
+        return set(), set(), {}
     spec = schema.collection(owner).spec
-    return ({str(m).lower() for m in (spec.get("measures") or {})},
-            {str(b).lower() for b in (spec.get("breakdowns") or [])})
+    measures = spec.get("measures") or {}
+    renamed = {column_name(str(a)): str(m).lower() for m, ms in measures.items() for a in (ms or {}).get("aliases", [])}
+    return ({str(m).lower() for m in measures}, {str(b).lower() for b in (spec.get("breakdowns") or [])}, renamed)
 
 
 def read_ees(path: Path, coll: Collection) -> RawTables:
@@ -64,6 +68,13 @@ def read_ees(path: Path, coll: Collection) -> RawTables:
     if clashes:
         raise UnreadableFile(f"EES file with more than one column named {', '.join(clashes)} "
                              "(once lower-cased and with % read as percent)")
+    declared_measures, declared_breakdowns, renamed = _declared(path, coll)
+    read_as = {n: renamed[n] for n in names if n in renamed}
+    twice = sorted(m for m in set(read_as.values()) if m in names or list(read_as.values()).count(m) > 1)
+    if twice:
+        raise UnreadableFile(f"EES file with more than one column for the measure(s) {', '.join(twice)} "
+                             "(a name and its declared alias)")
+    names = [read_as.get(n, n) for n in names]
     df.columns = ["source_row", *names]
     missing = [c for c in coll.spec["required_columns"] if c not in df.columns]
     if missing:
@@ -71,7 +82,6 @@ def read_ees(path: Path, coll: Collection) -> RawTables:
     keys = [c for c in coll.spec["key_columns"] if c in df.columns]
     symbols = {str(s).lower() for s in coll.spec["suppression_symbols"]}
     others = [c for c in df.columns if c not in keys and c != "source_row"]
-    declared_measures, declared_breakdowns = _declared(path, coll)
     measures = [c for c in others if c in declared_measures
                 or (c not in declared_breakdowns and _measure_like(df[c], symbols))]
     breakdowns = [c for c in others if c not in measures]
@@ -79,7 +89,8 @@ def read_ees(path: Path, coll: Collection) -> RawTables:
         raise UnreadableFile("EES file has no measure columns (no column of numbers)")
     wide = df[["source_row", *keys, *breakdowns, *measures]]
     return RawTables({"published_statistics": wide},
-                     {"encoding": encoding, "measures": ",".join(measures), "breakdowns": ",".join(breakdowns)})
+                     {"encoding": encoding, "measures": ",".join(measures), "breakdowns": ",".join(breakdowns),
+                      **({"renamed_measures": ", ".join(f"{a} as {m}" for a, m in read_as.items())} if read_as else {})})
 
 
 def to_long(wide: pd.DataFrame, measures: list[str], breakdowns: list[str], key_columns: list[str],

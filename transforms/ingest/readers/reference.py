@@ -50,13 +50,17 @@ def _produced(repeat: dict | None) -> set[str]:
 
 def find_header(rows: list[list[str]], coll: Collection, table: Table) -> tuple[int, dict[str, int]] | None:
     """(index of the header row, column -> position), or None when no row in the first lines names the
-    table's required columns and at least half of the others."""
+    table's required columns and either half of the declared ones or, as the XLSX reader allows (a short
+    list: a council, its code, the date and the grade), at least two that make up half of its filled cells."""
     wanted = _wanted(coll, table)
     required = [c for c in table.required if c in wanted]
     need = max(1, min(len(wanted), (len(wanted) + 1) // 2))
+    least = min(2, len(wanted))
     for i, cells in enumerate(rows[:HEADER_SCAN_ROWS]):
         found = match_header(cells, wanted)
-        if len(found) >= need and all(r in found for r in required):
+        filled = sum(1 for c in cells if str(c).strip())
+        enough = len(found) >= need or (len(found) >= least and len(found) >= 0.5 * filled)
+        if found and enough and all(r in found for r in required):
             return i, found
     return None
 

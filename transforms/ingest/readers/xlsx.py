@@ -71,7 +71,7 @@ def _open(path: Path):
     try:
         return CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
-        raise UnreadableFile(f"not a readable XLSX workbook: {exc}") from None
+        raise UnreadableFile(f"not a readable workbook (XLSX or ODS): {exc}") from None
 
 
 def match_sheet(titles: Iterable[str], wanted: str, aliases: Iterable[str] = ()) -> str | None:
