@@ -8,18 +8,15 @@ expansion, no network.
 from __future__ import annotations
 
 import codecs
-import functools
 import re
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from lxml import etree
 
 from transforms.ingest.readers import RawTables, UnreadableFile
 from transforms.ingest.readers.text import refuses_dtd
-from transforms.ingest.readers.xml_flatten import ESCAPED_CR, FIELD, ROW, flattener
 from transforms.schema import Collection, Table
 
 _PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
@@ -171,7 +168,18 @@ def _in_header(elem) -> bool:
     return False
 
 
-CHUNK_RECORDS = 2000   # records flattened per stylesheet run: memory stays that of a few thousand records
+_SHORT_LINES = 65535   # libxml2 keeps an element's line in 16 bits; past it, the line is found through its text
+
+
+def source_line(elem) -> int | None:
+    """The line of the file where ``elem`` starts. Past line 65,535 libxml2 (with big-line support) takes an
+    element's line from its first text node, which records the line where that text *ends*: for a record
+    such as ``<Child>`` followed by an indented ``<ChildIdentifiers>`` that is one line late. The newlines
+    inside that text are taken off again."""
+    line = elem.sourceline
+    if line is not None and line >= _SHORT_LINES and len(elem) and elem.text:
+        line -= elem.text.count("\n")
+    return line
 
 
 def _local(tag) -> str:
@@ -179,120 +187,109 @@ def _local(tag) -> str:
     return tag if tag[:1] != "{" else tag.split("}", 1)[1]
 
 
-_NAMESPACED = etree.XPath("boolean(//*[namespace-uri()])")
+def _walk(elem, steps: list[str], levels: dict[str, str], ordinals: dict[str, int]) -> Iterator:
+    if not steps:
+        yield elem, ordinals
+        return
+    step, rest = steps[0], steps[1:]
+    i = 0
+    for child in elem:
+        if isinstance(child.tag, str) and _local(child.tag) == step:
+            i += 1
+            yield from _walk(child, rest, levels, {**ordinals, levels[step]: i} if step in levels else ordinals)
+
+
+def _text(elem) -> str | None:
+    if elem is None or elem.text is None:
+        return None
+    value = elem.text.strip()
+    return value or None
+
+
+def _values(elem) -> dict[str, str]:
+    """Texts of an element's children and grandchildren by relative path, in one pass (``find`` per
+    column was the reader's main cost). The first non-empty occurrence wins."""
+    values: dict[str, str] = {}
+    for child in elem:
+        if not isinstance(child.tag, str):
+            continue
+        tag = _local(child.tag)
+        if len(child):
+            for grand in child:
+                text = grand.text
+                if text is not None and isinstance(grand.tag, str):
+                    text = text.strip()
+                    if text:
+                        values.setdefault(f"{tag}/{_local(grand.tag)}", text)
+        else:
+            text = child.text
+            if text is not None:
+                text = text.strip()
+                if text:
+                    values.setdefault(tag, text)
+    return values
 
 
 def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables:
-    """The file's rows of each table, as strings (``source_row`` the line its element starts on).
-
-    Streaming: lxml parses the file record by record (``xml.record``, and any table's own record); every
-    ``CHUNK_RECORDS`` records the generated stylesheet (``xml_flatten``) writes their rows in C, and the
-    records are dropped. Namespaces are ignored (a namespaced part is renamed to local names first).
-    Raises ``UnreadableFile`` for a root other than the schema's, a DTD, or XML that is not well-formed
-    (the parser's reason, depth limits named as such).
-    """
     spec = coll.spec["xml"]
     root_tag, header = root_and_header(path, spec.get("header"))
     if root_tag != spec["root"]:
         raise UnreadableFile(f"root element is <{root_tag}>, expected <{spec['root']}> for {coll.id}")
     record_tag = spec["record"].split("/")[-1]
-    flat = flattener(coll, tables)
-    fields: dict[str, list[str]] = {layout.tag: [] for layout in flat.layouts}
-    offsets = dict.fromkeys(flat.counted, 0)
-    escaped = False
+    inherit = spec.get("inherit", {})
+    levels = spec.get("levels", {})
+    plans = []
+    for table in tables:
+        steps = [s for s in (table.xml_path or "").split("/") if s]
+        lookups = [(c.name, c.xml) for c in table.columns if c.name != table.xml_value]
+        # a table may sit under its own record element (CSWW: LALevelVacancies beside CSWWWorker)
+        own_record = (coll.base_tables.get(table.name, {}).get("xml") or {}).get("record", record_tag)
+        plans.append((table, steps, lookups, [k for k in table.sequence_keys], own_record))
+    record_tags = sorted({p[4] for p in plans} or {record_tag})
+    rows: dict[str, list[dict]] = {t.name: [] for t in tables}
+    own = {t.name: [c.name for c in t.columns if c.name not in inherit] for t in tables}
     records = 0
-    pending: list = []
+    counts: dict[str, int] = {}
     try:
-        for _, record in etree.iterparse(str(path), events=("end",), tag=[f"{{*}}{t}" for t in flat.record_tags],
+        for _, record in etree.iterparse(str(path), events=("end",), tag=[f"{{*}}{t}" for t in record_tags],
                                          **_PARSER_OPTIONS):
-            records += _local(record.tag) == record_tag
-            pending.append(record)
-            if len(pending) >= CHUNK_RECORDS:
-                escaped |= _flatten_part(coll, tables, flat, pending, offsets, fields)
-        if pending:
-            escaped |= _flatten_part(coll, tables, flat, pending, offsets, fields)
+            tag = _local(record.tag)
+            counts[tag] = counts.get(tag, 0) + 1
+            records += tag == record_tag
+            record_values = _values(record)
+            inherited = {name: record_values.get(p) for name, p in inherit.items()}
+            # the record's own position keys its tables when the schema names it a level (SEN2 Person)
+            start = {levels[tag]: counts[tag]} if tag in levels else {}
+            for table, steps, lookups, seq_keys, own_record in plans:
+                if own_record != tag:
+                    continue
+                for elem, ordinals in _walk(record, steps, levels, start):
+                    found = record_values if elem is record else _values(elem)
+                    row = {"source_row": source_line(elem)}
+                    for name, paths in lookups:
+                        value = None
+                        for p in paths:
+                            value = found.get(p)
+                            if value is not None:
+                                break
+                        row[name] = value if value is not None else inherited.get(name)
+                    if table.xml_value:
+                        row[table.xml_value] = _text(elem)
+                    if table.xml_skip_empty and all(row.get(c) is None for c in own[table.name]):
+                        continue  # a block that only some children have (e.g. OC3 fields in HEADER)
+                    for key in seq_keys:
+                        row[key] = ordinals.get(key)
+                    rows[table.name].append(row)
+            record.clear(keep_tail=False)
+            parent = record.getparent()
+            while parent is not None and record.getprevious() is not None:
+                del parent[0]
     except etree.XMLSyntaxError as exc:
         raise UnreadableFile(_syntax_problem(exc)) from None
-    frames = {layout.table.name: _frame(layout, fields[layout.tag], escaped) for layout in flat.layouts}
-    return RawTables(frames, dict(header, records=str(records)))
-
-
-def _flatten_part(coll: Collection, tables: list[Table], flat, pending: list, offsets: dict[str, int],
-                  fields: dict[str, list[str]]) -> bool:
-    """Flatten the records ``pending`` (complete: their end was parsed), append each table's fields, and
-    drop them. The records are first moved out of the tree being parsed into a document of their own: the
-    parser builds ahead of the events it reports, so the tree already holds later, unfinished records.
-    Returns whether carriage returns in values had to be escaped."""
-    part = etree.Element("part")
-    for record in pending:
-        parent = record.getparent()
-        if parent is not None:
-            while record.getprevious() is not None:     # what came before the record (whitespace, ...)
-                del parent[0]
-        part.append(record)                             # moved, with its line numbers
-    if _NAMESPACED(part):
-        for elem in part.iter("{*}*"):
-            elem.tag = _local(elem.tag)
-    tree = part.getroottree()
-    params = {f"offset_{t}": str(n) for t, n in offsets.items()}
-    text = str(flat.xslt(tree, **params))
-    rows = _split(text, flat)
-    escaped = rows is None
-    if escaped:   # a value holds a carriage return (&#13;): the escaping stylesheet writes it as ESCAPED_CR
-        text = str(flattener(coll, tables, escape_cr=True).xslt(tree, **params))
-        rows = _split(text, flat, check=False)
-    for tag, joined in rows.items():
-        fields[tag].extend(joined.split(FIELD))
-    for record in pending:
-        tag = _local(record.tag)
-        if tag in offsets:
-            offsets[tag] += 1
-    pending.clear()
-    return escaped
-
-
-def _split(text: str, flat, check: bool = True) -> dict[str, str] | None:
-    """The output's rows by table, each table's rows joined by ``FIELD``. With ``check``, None when the
-    carriage returns in the text are not exactly the separators (a value held one)."""
-    rows = text.split(ROW)
-    rows.pop()                      # the text ends with ROW
-    width = {layout.tag: layout.width for layout in flat.layouts}
-    by_tag: dict[str, list[str]] = {tag: [] for tag in width}
-    for row in rows:
-        bucket = by_tag.get(row[:1])
-        if bucket is None:
-            return None if check else _unexpected(row)
-        bucket.append(row)
-    if check and text.count("\r") != sum(width[t] * len(b) for t, b in by_tag.items()):
-        return None
-    return {tag: FIELD.join(b) for tag, b in by_tag.items() if b}
-
-
-def _unexpected(row: str):
-    raise UnreadableFile("XML flattening produced a row it cannot place (a bug in the generated stylesheet)")
-
-
-def _frame(layout, fields: list[str], escaped: bool) -> pd.DataFrame:
-    """One table's fields (``layout.width`` per row) as the DataFrame of strings readers return: values
-    trimmed (Python's whitespace), blanks null, ``skip_empty`` rows without a value of their own dropped."""
-    table = layout.table
-    columns = ["source_row", *layout.columns, *layout.sequence_keys]
-    width = layout.width
-    if not fields:
-        return pd.DataFrame([], columns=columns).astype({c: "str" for c in layout.columns})
-    data = {"source_row": pa.array(fields[1::width]).cast(pa.int64())}
-    for j, name in enumerate(layout.columns):
-        values = pa.array(fields[2 + j::width], pa.string())
-        if escaped:
-            values = pc.replace_substring(values, ESCAPED_CR, "\r")
-        values = pc.utf8_trim_whitespace(values)
-        data[name] = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
-    for j, key in enumerate(layout.sequence_keys):
-        ordinals = pa.array(fields[2 + len(layout.columns) + j::width], pa.string())
-        data[key] = (pa.nulls(len(ordinals)) if pc.all(pc.equal(ordinals, "")).as_py()
-                     else ordinals.cast(pa.int64()))
-    arrow = pa.table(data)
-    if table.xml_skip_empty and layout.own:
-        empty = functools.reduce(pc.and_, [pc.is_null(arrow[c]) for c in layout.own])
-        arrow = arrow.filter(pc.invert(empty))
-    return arrow.to_pandas()
+    frames = {}
+    for table, _, _, seq_keys, _ in plans:
+        columns = ["source_row", *table.names, *seq_keys]
+        frames[table.name] = pd.DataFrame(rows[table.name], columns=columns).astype(
+            {c: "str" for c in table.names})
+    meta = dict(header, records=str(records))
+    return RawTables(frames, meta)
