@@ -65,7 +65,10 @@ def read_batch(repo: Repository, arrivals: list[Arrival], workers: int | None = 
     the same order, and this process screens each file (refused, undated, duplicate) and owns every staging
     folder (its pid marks them live, ``Repository.staging_dir``); a worker only parses a file and writes its
     raw tables into the folder. With one worker, one file to parse or fewer than ``PARALLEL_MIN_BYTES``
-    landed, everything happens in this process.
+    landed, everything happens in this process. Workers come from a fork server (this process may hold
+    DuckDB's and Arrow's threads, which a plain fork would copy mid-state); as with any such pool, a script
+    calling this must keep its top level under ``if __name__ == "__main__":`` (workers import the main
+    module).
     """
     from transforms import settings
 
