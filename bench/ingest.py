@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from transforms.catalogue.build import publish  # noqa: E402
 from transforms.ingest.landing import batches, discover  # noqa: E402
 from transforms.ingest.rules import check_returns  # noqa: E402
-from transforms.ingest.stages import load_batch, read_stage, validate_batch  # noqa: E402
+from transforms.ingest.stages import load_batch, read_batch, validate_batch  # noqa: E402
 from transforms.store.repository import Repository  # noqa: E402
 from transforms.synthetic.generator import generate_landing  # noqa: E402
 
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     for batch in batches(arrivals):
         coll = batch[0].collection or "unrecognised"
         t = time.perf_counter()
-        states = [read_stage(repo, a) for a in batch]
+        states = read_batch(repo, batch)
         stage_s[coll]["read"] += time.perf_counter() - t
         t = time.perf_counter()
         states = validate_batch(repo, states)

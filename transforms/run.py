@@ -15,7 +15,7 @@ import pandas as pd
 from transforms.ingest.landing import Arrival, batches, discover
 from transforms.ingest.resume import run_pending
 from transforms.ingest.rules import check_returns
-from transforms.ingest.stages import load_batch, read_stage, validate_batch
+from transforms.ingest.stages import load_batch, read_batch, validate_batch
 from transforms.store import faults
 from transforms.store.repository import OutOfSpace, Repository, is_out_of_space
 
@@ -24,15 +24,15 @@ ROOM_MARGIN = 16 * 1024 * 1024  # the ledger, journal, manifest and catalogue's 
 
 
 def ingest_batch(repo: Repository, arrivals: list[Arrival]) -> list[dict]:
-    """Read each file, validate them together, load them (one commit), then run the DfE validation rules once per
-    return the loads changed (after the commits, outside the writer lock), and any check a killed run left
-    pending (``transforms.ingest.resume``). Returns the ledger rows.
+    """Read the files (in parallel processes, ``read_batch``), validate them together, load them (one commit),
+    then run the DfE validation rules once per return the loads changed (after the commits, outside the
+    writer lock), and any check a killed run left pending (``transforms.ingest.resume``). Returns the ledger rows.
 
     Raises ``OutOfSpace`` before reading anything if the disk lacks room for the batch (an estimate:
     ``ROOM_PER_LANDED_BYTE`` times the landed bytes, plus ``ROOM_MARGIN``)."""
     repo.ensure_room(ROOM_PER_LANDED_BYTE * sum(a.bytes or 0 for a in arrivals) + ROOM_MARGIN,
                      f"a batch of {len(arrivals)} file(s)")
-    states = validate_batch(repo, [read_stage(repo, a) for a in arrivals])
+    states = validate_batch(repo, read_batch(repo, arrivals))
     rows = load_batch(repo, states)
     faults.point("rules.check")
     check_returns(repo, rows)

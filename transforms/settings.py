@@ -50,6 +50,9 @@ class Settings(BaseModel):
     refresh_settle_seconds: int = Field(900, ge=0, description=(
         "How long repository_refresh waits at most for collection DAG runs still queued or running before it "
         "rebuilds, so collections landing together are refreshed by one run"))
+    read_workers: int = Field(0, ge=0, description=(
+        "Processes that parse the files of one batch at once (0: one per core this process may use; "
+        "1: every file in the task's own process)"))
     sources: str = Field("", description=(
         "Remote landing areas as JSON {name: {conn_id, path, ...}}: one fetch_<name> DAG each (see README)"))
     report: Path | None = Field(None, description="Where the HTML report is written (default REPO/report)")
@@ -61,6 +64,13 @@ class Settings(BaseModel):
     @property
     def alert_recipients(self) -> list[str]:
         return [a for a in re.split(r"[,;\s]+", self.alert_email) if a]
+
+    @property
+    def read_processes(self) -> int:
+        """``read_workers`` resolved: 0 becomes the cores this process may run on (its CPU affinity)."""
+        if self.read_workers:
+            return self.read_workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     @property
     def report_dir(self) -> Path:

@@ -46,12 +46,61 @@ log = logging.getLogger(__name__)
 
 
 # -- read ------------------------------------------------------------------------------------------
-def read_stage(repo: Repository, arrival: Arrival) -> LandedFile:
+PARALLEL_MIN_BYTES = 4 << 20   # a batch smaller than this is read in-process: starting workers costs more
+
+
+def read_stage(repo: Repository, arrival: Arrival, load_id: str | None = None) -> LandedFile:
     """Read a landed file into raw text tables under staging; note duplicates and unreadable files.
 
     Never raises for a bad file: an unreadable or unrecognised one comes back with ``problem`` set.
+    ``load_id``: the id to read under (``read_batch`` gives them out in the parent process).
     """
-    landed = LandedFile(load_id=new_load_id(), arrival=arrival)
+    landed = _screen(repo, arrival, load_id)
+    return landed if landed.problem or landed.duplicate_of else _parse(repo, landed)
+
+
+def read_batch(repo: Repository, arrivals: list[Arrival], workers: int | None = None) -> list[LandedFile]:
+    """``read_stage`` for every file of a batch, in the order given, the files parsed in up to ``workers``
+    processes at once (default ``CSRETURNS_READ_WORKERS``, resolved by ``Settings.read_processes``).
+
+    The results are those of ``read_stage`` one file after another: the load ids are given out here in
+    the same order, and this process screens each file (refused, undated, duplicate) and owns every staging
+    folder (its pid marks them live, ``Repository.staging_dir``); a worker only parses a file and writes its
+    raw tables into the folder. With one worker, one file to parse or fewer than ``PARALLEL_MIN_BYTES``
+    landed, everything happens in this process. Workers come from a fork server (this process may hold
+    DuckDB's and Arrow's threads, which a plain fork would copy mid-state); as with any such pool, a script
+    calling this must keep its top level under ``if __name__ == "__main__":`` (workers import the main
+    module).
+    """
+    from transforms import settings
+
+    workers = settings.current().read_processes if workers is None else workers
+    screened = [_screen(repo, a) for a in arrivals]
+    todo = [i for i, landed in enumerate(screened) if not (landed.problem or landed.duplicate_of)]
+    size = sum(screened[i].arrival.bytes or 0 for i in todo)
+    if workers <= 1 or len(todo) < 2 or size < PARALLEL_MIN_BYTES:
+        for i in todo:
+            screened[i] = _parse(repo, screened[i])
+        return screened
+    for i in todo:
+        repo.staging_dir(screened[i].load_id)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("forkserver")   # no fork of a process holding DuckDB's or Arrow's threads
+    context.set_forkserver_preload([__name__])
+    order = sorted(todo, key=lambda i: -(screened[i].arrival.bytes or 0))   # largest first: shortest makespan
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+        done = pool.map(_parse_in_worker, [str(repo.root)] * len(order), [screened[i] for i in order])
+        for i, landed in zip(order, done):
+            screened[i] = landed
+    return screened
+
+
+def _screen(repo: Repository, arrival: Arrival, load_id: str | None = None) -> LandedFile:
+    """The checks before parsing: a file refused at discovery, without a return year, or already loaded
+    comes back settled (``problem`` or ``duplicate_of`` set)."""
+    landed = LandedFile(load_id=load_id or new_load_id(), arrival=arrival)
     if arrival.problem:
         return landed.reject(arrival.problem, _count_csv_rows(arrival))
     if arrival.return_year is None and arrival.collection != "published":
@@ -60,7 +109,12 @@ def read_stage(repo: Repository, arrival: Arrival) -> LandedFile:
     duplicate = repo.loaded_copy_of(arrival.sha256)
     if duplicate:
         landed.duplicate_of = duplicate
-        return landed
+    return landed
+
+
+def _parse(repo: Repository, landed: LandedFile) -> LandedFile:
+    """Parse the file and stage its raw tables; an unreadable file is rejected with the reader's reason."""
+    arrival = landed.arrival
     try:
         raw = _read(arrival)
     except (UnreadableFile, ValueError) as exc:
@@ -73,6 +127,10 @@ def read_stage(repo: Repository, arrival: Arrival) -> LandedFile:
         landed.raw[name] = str(path)
     landed.rows_in, landed.meta = raw.rows, raw.meta
     return landed
+
+
+def _parse_in_worker(repo_root: str, landed: LandedFile) -> LandedFile:
+    return _parse(Repository(repo_root), landed)
 
 
 def _read(arrival: Arrival) -> RawTables:

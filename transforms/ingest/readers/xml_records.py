@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import codecs
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 from lxml import etree
@@ -187,18 +187,6 @@ def _local(tag) -> str:
     return tag if tag[:1] != "{" else tag.split("}", 1)[1]
 
 
-def _walk(elem, steps: list[str], levels: dict[str, str], ordinals: dict[str, int]) -> Iterator:
-    if not steps:
-        yield elem, ordinals
-        return
-    step, rest = steps[0], steps[1:]
-    i = 0
-    for child in elem:
-        if isinstance(child.tag, str) and _local(child.tag) == step:
-            i += 1
-            yield from _walk(child, rest, levels, {**ordinals, levels[step]: i} if step in levels else ordinals)
-
-
 def _text(elem) -> str | None:
     if elem is None or elem.text is None:
         return None
@@ -210,27 +198,126 @@ def _values(elem) -> dict[str, str]:
     """Texts of an element's children and grandchildren by relative path, in one pass (``find`` per
     column was the reader's main cost). The first non-empty occurrence wins."""
     values: dict[str, str] = {}
-    for child in elem:
-        if not isinstance(child.tag, str):
-            continue
-        tag = _local(child.tag)
+    for child in elem.iterchildren(etree.Element):
+        tag = child.tag
+        if tag[0] == "{":
+            tag = tag[tag.index("}") + 1:]
         if len(child):
-            for grand in child:
+            for grand in child.iterchildren(etree.Element):
                 text = grand.text
-                if text is not None and isinstance(grand.tag, str):
+                if text is not None:
                     text = text.strip()
                     if text:
-                        values.setdefault(f"{tag}/{_local(grand.tag)}", text)
+                        name = grand.tag
+                        key = f"{tag}/{name if name[0] != '{' else name[name.index('}') + 1:]}"
+                        if key not in values:
+                            values[key] = text
         else:
             text = child.text
             if text is not None:
                 text = text.strip()
-                if text:
-                    values.setdefault(tag, text)
+                if text and tag not in values:
+                    values[tag] = text
     return values
 
 
+@dataclass
+class _RowPlan:
+    """How one table takes a row from its element: columns by relative paths, in the frame's order."""
+    table: Table
+    lookups: list[tuple[str, tuple[str, ...]]]     # column -> paths below the row element, first found wins
+    own: list[int]                                 # skip_empty: positions of the columns not inherited
+    keys: list[str]                                # sequence keys, after the columns
+    value_at: int | None                           # position of the ``xml.value`` column (the element's text)
+    rows: list[tuple] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.first = [paths[0] for _, paths in self.lookups]                   # one lookup per column
+        self.more = [(i, paths[1:]) for i, (_, paths) in enumerate(self.lookups) if len(paths) > 1]
+        self.inherit_at: list[tuple[int, str]] = []                              # set by _plan
+
+
+@dataclass
+class _Step:
+    """A node of the schema's paths below a record: the tables whose rows are the elements here, and the
+    steps further down. Every table's path is walked once per record, shared prefixes once."""
+    tag: str = ""                                  # "{*}name": lxml's filter for the name in any namespace
+    level: str | None = None                       # the sequence key this step's position gives
+    tables: list[_RowPlan] = field(default_factory=list)
+    below: dict[str, "_Step"] = field(default_factory=dict)
+    steps: list[tuple["_Step", bool]] = field(default_factory=list)     # ``below`` with ``reads_values``
+
+    @property
+    def reads_values(self) -> bool:
+        """Whether a row here looks values up below its element (not a value table's alone)."""
+        return any(p.lookups for p in self.tables)
+
+
+def _plan(coll: Collection, tables: list[Table]) -> tuple[dict[str, _Step], list[_RowPlan]]:
+    """One tree of steps per record element (a table may name its own record, e.g. CSWW's
+    LALevelVacancies beside CSWWWorker), and the tables' row plans in the order given."""
+    spec = coll.spec["xml"]
+    inherit, levels = spec.get("inherit", {}), spec.get("levels", {})
+    record_tag = spec["record"].split("/")[-1]
+    roots: dict[str, _Step] = {}
+    plans = []
+    for table in tables:
+        own_record = (coll.base_tables.get(table.name, {}).get("xml") or {}).get("record", record_tag)
+        node = roots.setdefault(own_record, _Step())
+        for step in (s for s in (table.xml_path or "").split("/") if s):
+            node = node.below.setdefault(step, _Step(f"{{*}}{step}", levels.get(step)))
+        lookups = [(c.name, c.xml) for c in table.columns if c.name != table.xml_value]
+        own = [1 + i for i, c in enumerate(table.columns) if c.name not in inherit]
+        value_at = 1 + table.names.index(table.xml_value) if table.xml_value else None
+        plan = _RowPlan(table, lookups, own if table.xml_skip_empty else [], list(table.sequence_keys), value_at)
+        plan.inherit_at = [(i, name) for i, (name, _) in enumerate(lookups) if name in inherit]
+        node.tables.append(plan)
+        plans.append(plan)
+    roots = roots or {record_tag: _Step()}
+    todo = list(roots.values())
+    while todo:                                 # each step's children with whether their rows read values
+        node = todo.pop()
+        node.steps = [(step, step.reads_values) for step in node.below.values()]
+        todo.extend(node.below.values())
+    return roots, plans
+
+
+def _visit(node: _Step, elem, ordinals: dict[str, int], found: dict[str, str], inherited: dict[str, str]) -> None:
+    for plan in node.tables:
+        values = [found.get(p) for p in plan.first]
+        for i, paths in plan.more:              # further paths, in order, while none has given a value
+            for p in paths:
+                if values[i] is not None:
+                    break
+                values[i] = found.get(p)
+        for i, name in plan.inherit_at:         # the record's value where the row has none
+            if values[i] is None:
+                values[i] = inherited.get(name)
+        row = [source_line(elem), *values]
+        if plan.value_at is not None:
+            row.insert(plan.value_at, _text(elem))
+        if plan.own and all(row[i] is None for i in plan.own):
+            continue  # skip_empty: a block that only some children have (e.g. OC3 fields in HEADER)
+        for key in plan.keys:
+            row.append(ordinals.get(key))
+        plan.rows.append(tuple(row))
+    for step, reads in node.steps:
+        if step.level is None:
+            for child in elem.iterchildren(step.tag):
+                _visit(step, child, ordinals, _values(child) if reads else {}, inherited)
+        else:
+            for i, child in enumerate(elem.iterchildren(step.tag), 1):
+                _visit(step, child, {**ordinals, step.level: i}, _values(child) if reads else {}, inherited)
+
+
 def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables:
+    """The file's rows of each table, as strings (``source_row`` the line its element starts on).
+
+    Streaming: lxml parses the file record by record (``xml.record``, and any table's own record) and each
+    record is dropped once its rows are taken. The schema's paths below a record form one tree walked once
+    per record (lxml picks children by name, in any namespace, in C). Raises ``UnreadableFile`` for a root
+    other than the schema's, a DTD, or XML that is not well-formed (depth limits named as such).
+    """
     spec = coll.spec["xml"]
     root_tag, header = root_and_header(path, spec.get("header"))
     if root_tag != spec["root"]:
@@ -238,20 +325,11 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
     record_tag = spec["record"].split("/")[-1]
     inherit = spec.get("inherit", {})
     levels = spec.get("levels", {})
-    plans = []
-    for table in tables:
-        steps = [s for s in (table.xml_path or "").split("/") if s]
-        lookups = [(c.name, c.xml) for c in table.columns if c.name != table.xml_value]
-        # a table may sit under its own record element (CSWW: LALevelVacancies beside CSWWWorker)
-        own_record = (coll.base_tables.get(table.name, {}).get("xml") or {}).get("record", record_tag)
-        plans.append((table, steps, lookups, [k for k in table.sequence_keys], own_record))
-    record_tags = sorted({p[4] for p in plans} or {record_tag})
-    rows: dict[str, list[dict]] = {t.name: [] for t in tables}
-    own = {t.name: [c.name for c in t.columns if c.name not in inherit] for t in tables}
+    roots, plans = _plan(coll, tables)
     records = 0
     counts: dict[str, int] = {}
     try:
-        for _, record in etree.iterparse(str(path), events=("end",), tag=[f"{{*}}{t}" for t in record_tags],
+        for _, record in etree.iterparse(str(path), events=("end",), tag=[f"{{*}}{t}" for t in sorted(roots)],
                                          **_PARSER_OPTIONS):
             tag = _local(record.tag)
             counts[tag] = counts.get(tag, 0) + 1
@@ -260,26 +338,7 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
             inherited = {name: record_values.get(p) for name, p in inherit.items()}
             # the record's own position keys its tables when the schema names it a level (SEN2 Person)
             start = {levels[tag]: counts[tag]} if tag in levels else {}
-            for table, steps, lookups, seq_keys, own_record in plans:
-                if own_record != tag:
-                    continue
-                for elem, ordinals in _walk(record, steps, levels, start):
-                    found = record_values if elem is record else _values(elem)
-                    row = {"source_row": source_line(elem)}
-                    for name, paths in lookups:
-                        value = None
-                        for p in paths:
-                            value = found.get(p)
-                            if value is not None:
-                                break
-                        row[name] = value if value is not None else inherited.get(name)
-                    if table.xml_value:
-                        row[table.xml_value] = _text(elem)
-                    if table.xml_skip_empty and all(row.get(c) is None for c in own[table.name]):
-                        continue  # a block that only some children have (e.g. OC3 fields in HEADER)
-                    for key in seq_keys:
-                        row[key] = ordinals.get(key)
-                    rows[table.name].append(row)
+            _visit(roots[tag], record, start, record_values, inherited)
             record.clear(keep_tail=False)
             parent = record.getparent()
             while parent is not None and record.getprevious() is not None:
@@ -287,9 +346,9 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
     except etree.XMLSyntaxError as exc:
         raise UnreadableFile(_syntax_problem(exc)) from None
     frames = {}
-    for table, _, _, seq_keys, _ in plans:
-        columns = ["source_row", *table.names, *seq_keys]
-        frames[table.name] = pd.DataFrame(rows[table.name], columns=columns).astype(
-            {c: "str" for c in table.names})
+    for plan in plans:
+        table = plan.table
+        columns = ["source_row", *table.names, *table.sequence_keys]
+        frames[table.name] = pd.DataFrame(plan.rows, columns=columns).astype({c: "str" for c in table.names})
     meta = dict(header, records=str(records))
     return RawTables(frames, meta)
