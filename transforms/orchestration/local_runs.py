@@ -189,8 +189,9 @@ class RunnerPool:
 
     Processes are started fresh (``spawn``: nothing of the caller's Airflow state is shared) with the caller's
     environment; their output, Airflow's and the tasks' (task logs aside), is appended to ``output``. Use as a
-    context manager: leaving it waits for the submitted runs and stops the processes. A run that raises, or a
-    process that dies, makes its future raise (``concurrent.futures.process.BrokenProcessPool`` for a death).
+    context manager: leaving it waits for the submitted runs and stops the processes; leaving it on an
+    exception (Ctrl-C included) kills them, runs unfinished. A run that raises, or a process that dies, makes
+    its future raise (``concurrent.futures.process.BrokenProcessPool`` for a death).
     """
 
     def __init__(self, workers: int, output: Path) -> None:
@@ -214,4 +215,11 @@ class RunnerPool:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=exc[0] is not None)
+        if exc[0] is None:
+            self._executor.shutdown(wait=True)
+            return
+        # Interrupted (Ctrl-C, an error): the processes would finish their runs first, deaf to SIGINT and SIGTERM
+        # while Airflow runs a task, and outlive the caller. The executor keeps no public handle on them.
+        for process in list(getattr(self._executor, "_processes", {}).values()):
+            process.kill()
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -13,6 +13,7 @@ import csv
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     from transforms.store.repository import Repository
 
     workers = max(1, args.workers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # as Ctrl-C: the pool's processes go too
     with RunnerPool(workers, logs / "airflow-demo.log") as pool:
         # Airflow prepares its metadata database, then starts its processes, while this one generates the
         # landing area and finds the new files in it
