@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/transforms/orchestration/plugins
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(VAR)/airflow/airflow.db
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(VAR)/airflow/airflow.db?timeout=60
 export CSRETURNS_LANDING       ?= $(VAR)/landing
 export CSRETURNS_REPO          ?= $(VAR)/repository
 export CSRETURNS_SHARED        ?= $(SHARED)

@@ -75,3 +75,31 @@ def test_runs_leave_task_logs_that_the_airflow_ui_reads(airflow_db, tmp_path, ca
     assert len(logs) >= 7  # discover, read, validate, load, check_rules, publish, rejected_files
     spurious = [p for p in logs if "XCom not found" in p.read_text()]
     assert not spurious, f"spurious XCom errors in {spurious}"
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_a_pool_of_airflow_processes_runs_dags_side_by_side_leaving_task_logs(airflow_db, tmp_path, monkeypatch):
+    from airflow.configuration import conf
+
+    from transforms.orchestration.local_runs import RunnerPool
+
+    landing, repo = tmp_path / "landing", tmp_path / "repository"
+    put(landing, "published/c1_children_in_need_referrals_and_rereferrals_2013_to_2025.csv",
+        need(SHARED / "reference" / "ees" / "c1_children_in_need_referrals_and_rereferrals_2013_to_2025.csv"))
+    put(landing, "published/d3_cpps_subsequent_plan_2013_to_2025.csv",
+        need(SHARED / "reference" / "ees" / "d3_cpps_subsequent_plan_2013_to_2025.csv"))
+    # as make demo: the two processes wait for each other's writes to the SQLite metadata database
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", conf.get("database", "sql_alchemy_conn") + "?timeout=60")
+    paths = {"landing": str(landing), "repo": str(repo)}
+    with RunnerPool(2, tmp_path / "airflow.log") as pool:
+        pool.start()  # both processes start, and write the DAGs to the database, at the same moment
+        futures = [pool.submit(dag_id, conf=paths) for dag_id in ("collect_ees_c1_referrals", "collect_ees_d3_repeat_cp_plans")]
+        results = [f.result() for f in futures]
+
+    assert [r["state"] for r in results] == ["success", "success"]
+    assert all(r["tasks"]["load"] == {"success": 1} for r in results)
+    base = Path(conf.get("logging", "base_log_folder"))
+    for r in results:
+        logs = list(base.glob(f"dag_id={r['dag_id']}/run_id={r['run_id']}/**/*.log"))
+        assert len(logs) >= 7, r["dag_id"]  # discover, read, validate, load, check_rules, publish, rejected_files

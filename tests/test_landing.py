@@ -1,4 +1,5 @@
 """Files are recognised from their content and place; what cannot be recognised says why."""
+import pytest
 from conftest import EES, SAMPLES, need, put
 
 from transforms.ingest.landing import discover, identify
@@ -75,3 +76,31 @@ def test_each_collection_discovers_its_own_files_and_the_sweep_takes_the_rest(la
     put(landing, "301/notes.txt", "hello")
     assert {a.relpath for a in discover(landing, "ssda903")} == {"301/year=2024/episodes.csv", "301/ssda903/notes.docx"}
     assert {a.relpath for a in discover(landing, "unrecognised")} == {"301/notes.txt"}
+
+
+@pytest.mark.slow
+def test_a_collections_own_discovery_finds_exactly_its_share_of_the_whole_landing_area(tmp_path):
+    """Each DAG discovers only its collection, opening only files of kinds it could be (by suffix): that must
+    give each collection exactly what identifying the whole landing area gives it, no more and no less."""
+    from transforms.ingest.landing import UNRECOGNISED, taken_by
+    from transforms.orchestration.dags import collection_ids
+    from transforms.synthetic.generator import generate_landing
+
+    landing = tmp_path / "landing"
+    generate_landing(landing, la_codes=["301"], years=[2025], ees_source=need(EES))
+    workbook = next(landing.glob("301/annex_a/*.xlsx"))
+    put(landing, "301/ssda903/Annex_A_copy.xlsx", workbook)       # a workbook in a return's folder
+    put(landing, "301/Annex_A_loose.xlsx", workbook)              # and in no return's folder
+    put(landing, "301/cin_census/notes.docx", b"minutes")
+    put(landing, "301/notes.txt", "hello")
+    put(landing, "301/year=2024/mystery.csv", "A,B,C\n1,2,3\n")
+
+    def described(arrivals):
+        return {(a.relpath, a.collection, a.return_year, a.problem) for a in arrivals}
+
+    everything = discover(landing)
+    shares = {c: described(discover(landing, c)) for c in collection_ids()}
+    for collection, share in shares.items():
+        assert share == described(a for a in everything if taken_by(a) == collection), collection
+    assert sum(len(s) for s in shares.values()) == len(everything)
+    assert {c for c, s in shares.items() if s} >= {"ssda903", "cin_census", "annex_a", "csww", "sen2", UNRECOGNISED}

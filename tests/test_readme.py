@@ -2,10 +2,10 @@
 project's own) and in the DuckDB 1.4 LTS and 1.5 clients analysts have (each in its own venv under
 var/clients, installed from PyPI on first use).
 
-The repository is what ``make demo`` builds, for three of its councils: 301 (the README's council) and two
-of its statistical neighbours, three return years of every child-level collection, the published EES files
-and statistical neighbours from ../shared, one file the demo makes to be rejected and one CIN census
-resubmitted after the first load.
+The repository is what ``make demo`` builds, from the same landing area: its councils, 301 (the README's
+council) and two of its statistical neighbours, its three return years of every child-level collection, the
+published EES files and statistical neighbours from ../shared, one file the demo makes to be rejected and
+one CIN census resubmitted after the first load.
 """
 from __future__ import annotations
 
@@ -75,15 +75,15 @@ def test_the_readme_council_is_one_the_demo_generates():
 # -- a built demo-sized repository --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo_repo(tmp_path_factory) -> Path:
-    """Three demo councils through the ingest the DAGs run, then the resubmission, then the catalogue."""
+    """The demo's landing area through the ingest the DAGs run, then the resubmission, then the catalogue."""
     from transforms.run import ingest
-    from transforms.synthetic.demo import DEMO_COUNCILS, land_resubmission, prepare_landing
+    from transforms.synthetic.demo import DEMO_COUNCILS, DEMO_YEARS, land_resubmission, prepare_landing
 
     need(EES)
     need(SHARED / "reference" / "statistical_neighbours")
     root = tmp_path_factory.mktemp("demo")
     landing, repo = root / "landing", root / "repository"
-    prepare_landing(landing, la_codes=DEMO_COUNCILS[:3], years=(2023, 2024, 2025), shared=SHARED)
+    prepare_landing(landing, la_codes=DEMO_COUNCILS, years=DEMO_YEARS, shared=SHARED)
     ingest(landing, repo, refresh=False)
     land_resubmission(landing, DEMO_COUNCILS[0])
     ingest(landing, repo, only_new=True)

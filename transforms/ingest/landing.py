@@ -508,12 +508,18 @@ def discover(landing: Path, collection: str | None = None, seen: set[tuple[str, 
             continue
         arrivals.append(arrival)
     _infer_content_years(arrivals)
-    if collection == UNRECOGNISED:
-        arrivals = [a for a in arrivals if a.collection is None and collection_hint(a) is None]
-    elif collection:
-        arrivals = [a for a in arrivals if owning_collection(a) == collection or
-                    (a.collection is None and collection_hint(a) == collection)]
+    if collection:
+        arrivals = [a for a in arrivals if taken_by(a) == collection]
     return arrivals
+
+
+def taken_by(arrival: Arrival) -> str:
+    """The collection whose DAG (``collect_<id>``) takes a discovered file: the collection it was recognised as
+    (``owning_collection``), else the one its folder names (``collection_hint``: that DAG records the
+    rejection), else ``UNRECOGNISED`` (the sweep)."""
+    if arrival.collection is not None:
+        return owning_collection(arrival)
+    return collection_hint(arrival) or UNRECOGNISED
 
 
 def _hidden(name: str) -> bool:
@@ -541,7 +547,9 @@ def _walk(landing: Path) -> list[Path]:
 
 def _could_belong(rel: Path, collection: str | None) -> bool:
     """From the path alone, whether a file can be of ``collection``: the 27 EES and the reference DAGs
-    then identify (checksum, header) only their own few files, not the whole landing area each run."""
+    then identify (checksum, header) only their own few files, and each return's DAG only the files of the
+    kinds ``identify`` could recognise as that return (by suffix: an Annex A workbook is never opened by
+    the CIN census DAG), not the whole landing area each run."""
     coll = schema.collections().get(collection) if collection else None
     if coll is None or collection in rel.parts[:-1]:       # no filter, or a folder hint (collection_hint)
         return True
@@ -549,7 +557,21 @@ def _could_belong(rel: Path, collection: str | None) -> bool:
         return rel.suffix.lower() == ".csv" and coll.dataset_for(rel.name)[0] == coll.dataset
     if coll.kind == "reference":
         return rel.parts[:2] == (REFERENCE_FOLDER, coll.id)
-    return True
+    return _identifiable_as(coll, rel.suffix.lower())
+
+
+def _identifiable_as(coll: schema.Collection, suffix: str) -> bool:
+    """Whether ``identify`` can recognise a file with ``suffix`` as ``coll`` outside a reference folder: CSVs
+    by header among the collections read from CSV (and EES files as published), XML by root among the
+    collections declaring an XML layout, workbooks among those read from XLSX; any other suffix is never
+    recognised."""
+    if suffix == ".csv":
+        return bool({"csv", "ees_csv"} & set(coll.formats))
+    if suffix == ".xml":
+        return bool(coll.spec.get("xml"))
+    if suffix == ".xlsx":
+        return "xlsx" in coll.formats
+    return False
 
 
 def owning_collection(arrival: Arrival) -> str | None:
