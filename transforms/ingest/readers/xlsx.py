@@ -181,17 +181,30 @@ def match_header(cells: list[Any], wanted: dict[str, list[str]]) -> dict[str, in
     for name, options in wanted.items():
         if name in found:
             continue
-        best, best_ratio = None, 0.0
+        best, best_ratio = None, CLOSE_SPELLING
         for i, cell in enumerate(normal):
             if not cell or i in used or len(cell) < 8:
                 continue
-            ratio = max(difflib.SequenceMatcher(None, cell, o).ratio() for o in options)
-            if ratio > best_ratio:
+            ratio = max(_closeness(cell, o, best_ratio) for o in options)
+            if ratio > best_ratio or (best is None and ratio == best_ratio):
                 best, best_ratio = i, ratio
-        if best is not None and best_ratio >= 0.9:
+        if best is not None:
             found[name] = best
             used.add(best)
     return found
+
+
+CLOSE_SPELLING = 0.9   # difflib similarity at which a header cell is taken as a misspelt column name
+
+
+def _closeness(cell: str, option: str, at_least: float) -> float:
+    """difflib's similarity of ``cell`` and ``option``, or 0.0 when its cheap upper bounds
+    (``real_quick_ratio``, ``quick_ratio``) show it is below ``at_least``: the full ``ratio`` is what
+    made reading a workbook's first rows take seconds."""
+    matcher = difflib.SequenceMatcher(None, cell, option)
+    if matcher.real_quick_ratio() < at_least or matcher.quick_ratio() < at_least:
+        return 0.0
+    return matcher.ratio()
 
 
 def _find_header(rows: list[tuple[int, list[Any]]], table: Table, wanted: dict[str, list[str]],
