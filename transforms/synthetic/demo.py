@@ -297,6 +297,7 @@ def _report(repo) -> None:
         _say(con.execute("""
             SELECT coalesce(collection, '(unrecognised)') AS collection, count(*) AS files,
                    count(*) FILTER (status = 'loaded') AS loaded, count(*) FILTER (status = 'partly_loaded') AS partly,
+                   count(*) FILTER (status = 'superseded') AS superseded,
                    count(*) FILTER (status = 'rejected') AS rejected, count(*) FILTER (status = 'duplicate') AS duplicate,
                    sum(rows_in)::BIGINT AS rows_in, sum(rows_loaded)::BIGINT AS rows_loaded, sum(rows_quarantined)::BIGINT AS rows_quarantined
             FROM load_ledger GROUP BY ALL ORDER BY 1""").df().to_string(index=False))
@@ -306,7 +307,7 @@ def _report(repo) -> None:
         latest = con.execute("SELECT max(as_of) FROM early_warning").fetchone()[0]
         if latest:
             _say(f"\nCouncils by early-warning risk at {latest} (details: csreturns warn --repo {repo.root}):")
-            _say(con.execute("""SELECT rank, la_code, score, top_reasons[1] AS main_reason FROM council_risk
+            _say(con.execute("""SELECT rank, la_code, round(score, 2) AS score, top_reasons[1] AS main_reason FROM council_risk
                                 WHERE as_of = ? ORDER BY rank, la_code LIMIT 5""", [latest]).df().to_string(index=False))
 
 
