@@ -229,3 +229,17 @@ def test_a_judgement_listed_under_a_council_created_later_belongs_to_the_council
     assert risk(c, "835", date(2016, 5, 31))[0][3] > 0
     assert risk(c, "838", date(2019, 4, 30))[0][3] > 0 and risk(c, "838", date(2021, 9, 30))[0][3] == 0
     c.close()
+
+
+def test_a_tiny_councils_standing_among_neighbours_is_shrunk_by_how_little_its_figure_rests_on():
+    """Isles of Scilly-sized workforces (2 FTE) make 100 % from one person: the same turnover figure
+    counts for much less against the neighbours when it rests on 2 FTE than on 500."""
+    frame = real_turnover()
+    year = frame[frame["period_end"].dt.year == 2023].dropna(subset=["value", "denominator"]).copy()
+    metrics = year.rename(columns={"indicator": "metric", "published_on": "known_from"}).assign(year=2023)
+    small, large, *others = sorted(metrics["la_code"].unique())[:12]
+    for la, n in ((small, 2.0), (large, 500.0)):
+        metrics.loc[metrics["la_code"] == la, ["value", "numerator", "denominator"]] = [50.0, n / 2, n]
+    levels = standing.standing(metrics, {small: others, large: others}).set_index("la_code")
+    assert levels.loc[large, "z_neighbours"] > 1.0
+    assert 0 < levels.loc[small, "z_neighbours"] < 0.25 * levels.loc[large, "z_neighbours"]

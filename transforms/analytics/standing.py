@@ -368,6 +368,14 @@ def standing(metrics: pd.DataFrame, neighbours: dict[str, list[str]]) -> pd.Data
     spread = mad.where(mad > 0, by.transform("std"))
     enough = by.transform("count") >= 10
     levels["z_change"] = ((levels["change"] - med) / spread).where(enough & (spread > 0))
+    # A small council's figure is mostly noise: 2 of 3 FTE agency is 67 %. The funnel z allows for that;
+    # the standing against neighbours and the change do not, so both are shrunk by the figure's
+    # reliability (empirical Bayes: between-council variance over itself plus the binomial variance at
+    # the council's denominator).
+    reliability = _reliability(levels, spec)
+    levels["z_neighbours"] = levels["z_neighbours"] * reliability
+    levels["z_change"] = levels["z_change"] * reliability
+    levels["z_level"] = levels[["z_england", "z_neighbours"]].mean(axis=1)
     sign = levels["metric"].map({k: (-1.0 if v.polarity == "lower_is_worse" else 1.0) for k, v in spec.items()})
     lvl = levels["z_level"].clip(-CLIP, CLIP)
     chg = levels["z_change"].clip(-CLIP, CLIP).fillna(0.0)
@@ -375,6 +383,28 @@ def standing(metrics: pd.DataFrame, neighbours: dict[str, list[str]]) -> pd.Data
     levels["factor"] = levels["metric"].map({k: v.factor for k, v in spec.items()})
     levels["explanation"] = [_explain(spec[r.metric], r) for r in levels.itertuples()]
     return levels
+
+
+def _reliability(levels: pd.DataFrame, spec: dict) -> np.ndarray:
+    """Per row, in [0, 1]: ``tau2 / (tau2 + p(1 - p) / n)`` for a proportion with its denominator ``n``
+    (``p`` the metric and year's median, ``tau2`` the variance of the councils' proportions less their
+    mean binomial variance, at least a tenth of the variance seen); 1 for a figure without a denominator
+    (a robust z is all it has) and for rates per 10,000, whose denominators are populations."""
+    rel = np.ones(len(levels))
+    percent = levels["metric"].map({k: v.unit == "percent" for k, v in spec.items()}).fillna(False).to_numpy(bool)
+    n = pd.to_numeric(levels.get("denominator"), errors="coerce").to_numpy(float) if "denominator" in levels \
+        else np.full(len(levels), np.nan)
+    p = levels["value"].to_numpy(float) / 100.0
+    use = percent & np.isfinite(n) & (n > 0) & np.isfinite(p)
+    if not use.any():
+        return rel
+    frame = pd.DataFrame({"metric": levels["metric"], "year": levels["year"], "p": p, "n": n})[use]
+    centre = frame.groupby(["metric", "year"])["p"].transform("median").clip(0.001, 0.999)
+    within = centre * (1 - centre) / frame["n"]
+    seen = frame.groupby(["metric", "year"])["p"].transform("var")
+    tau2 = np.maximum(seen - within.groupby([frame["metric"], frame["year"]]).transform("mean"), seen / 10)
+    rel[use] = (tau2 / (tau2 + within)).fillna(1.0).to_numpy()
+    return rel
 
 
 def _ordinal(n: int) -> str:
