@@ -183,6 +183,47 @@ def test_a_run_that_rejected_a_file_says_so_on_its_note_and_in_its_email(airflow
     assert "rejected whole" in body and "301/ssda903/year=2018/notes.docx" in body
 
 
+@pytest.mark.services
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_settle_clears_the_refresh_events_held_from_before_it_finished_and_keeps_later_ones(airflow_db, api_server,
+                                                                                            monkeypatch):
+    import os
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    from airflow.models.asset import AssetDagRunQueue, AssetModel
+    from airflow.utils.session import create_session
+
+    from transforms.orchestration.settle import release_held_events
+
+    monkeypatch.setenv("AIRFLOW_CONN_CSRETURNS_AIRFLOW_API", api_server)
+    done = subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    finished = datetime.now(timezone.utc)
+    with create_session() as session:
+        ids = dict(session.query(AssetModel.name, AssetModel.id).filter(
+            AssetModel.name.in_(["csreturns_ssda903", "csreturns_cin_census", "csreturns_sen2"])))
+        session.add_all([   # two held during the wait, one landing just after settle finished
+            AssetDagRunQueue(asset_id=ids["csreturns_ssda903"], target_dag_id="repository_refresh",
+                             created_at=finished - timedelta(seconds=40)),
+            AssetDagRunQueue(asset_id=ids["csreturns_cin_census"], target_dag_id="repository_refresh",
+                             created_at=finished - timedelta(seconds=1)),
+            AssetDagRunQueue(asset_id=ids["csreturns_sen2"], target_dag_id="repository_refresh",
+                             created_at=finished + timedelta(seconds=1))])
+    try:
+        assert release_held_events("repository_refresh", before=finished) is True
+        with create_session() as session:
+            left = {row.asset_id for row in session.query(AssetDagRunQueue).filter(
+                AssetDagRunQueue.target_dag_id == "repository_refresh")}
+        assert left == {ids["csreturns_sen2"]}
+    finally:
+        with create_session() as session:
+            session.query(AssetDagRunQueue).filter(AssetDagRunQueue.target_dag_id == "repository_refresh").delete()
+
+
 # -- overdue returns -----------------------------------------------------------------------------------
 SSDA903_AND_CIN = ["ssda903", "cin_census"]  # other collections declare due dates too; these tests need two
 

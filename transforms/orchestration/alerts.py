@@ -22,6 +22,7 @@ from urllib.parse import quote
 from airflow.sdk.exceptions import AirflowFailException
 
 from transforms import schema, settings
+from transforms.orchestration import airflow_api
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class FilesRejected(AirflowFailException):
     retries) makes the run red and sends the failure e-mail, whose error line lists the files and reasons."""
 
 
-RUN_NOTE_CONN = "csreturns_airflow_api"   # HTTP connection to the Airflow API, for the DAG run's note
+RUN_NOTE_CONN = airflow_api.CONN_ID       # HTTP connection to the Airflow API, for the DAG run's note
 NOTE_LIMIT = 1000                         # characters Airflow keeps in a DAG run's note
 
 
@@ -95,28 +96,17 @@ def set_run_note(dag_id: str, run_id: str, note: str) -> bool:
     request in). Tasks cannot write notes otherwise. ``False``, logged, when the connection is not set or
     the API refuses: the failing ``rejected_files`` task and its e-mail still say it."""
     import httpx
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        conn = Connection.get(RUN_NOTE_CONN)
-    except AirflowNotFoundException:
-        print(f"DAG run note not written: no Airflow connection {RUN_NOTE_CONN} (see README)")
-        return False
-    base = (conn.host if "://" in (conn.host or "") else
-            f"{conn.schema or 'http'}://{conn.host}{f':{conn.port}' if conn.port else ''}").rstrip("/")
-    try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            headers = {}
-            if conn.login:
-                token = client.post("/auth/token", json={"username": conn.login, "password": conn.password or ""})
-                token.raise_for_status()
-                headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        with airflow_api.client() as client:
             response = client.patch(f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
-                                    json={"note": note}, params={"update_mask": "note"}, headers=headers)
+                                    json={"note": note}, params={"update_mask": "note"})
             response.raise_for_status()
+    except airflow_api.NoConnection as exc:
+        print(f"DAG run note not written: {exc}")
+        return False
     except (httpx.HTTPError, KeyError, ValueError) as exc:
-        print(f"DAG run note not written: the Airflow API at {base} answered {type(exc).__name__}: {exc}")
+        print(f"DAG run note not written: the Airflow API answered {type(exc).__name__}: {exc}")
         return False
     print("DAG run note written")
     return True

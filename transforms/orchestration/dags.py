@@ -245,9 +245,9 @@ def repository_refresh_dag():
          **policy.dag_args("repository", retries=0, doc_md=(
              "### Repository refresh\n\nRuns when any collection DAG publishes changed partitions (its asset). "
              "Collections that land together are refreshed by one run: `settle` waits while any collection DAG "
-             "run is queued or running (at most `CSRETURNS_REFRESH_SETTLE_SECONDS`), and the one run Airflow "
-             "starts afterwards for the events that arrived meanwhile skips `build_catalogue` when the "
-             "catalogue already shows everything. "
+             "run is queued or running (at most `CSRETURNS_REFRESH_SETTLE_SECONDS`), then clears the asset events "
+             "Airflow held meanwhile to start another run (through the API connection `csreturns_airflow_api`; "
+             "without it, that one more run skips `build_catalogue`, the catalogue already showing everything). "
              "Tasks: settle, build_catalogue (rebuilds the DuckDB catalogue beside the old one and swaps it in: views, "
              "indicators, early warning, council risk; pool `csreturns_writer`, one at a time), replicate_to_s3 "
              "(skipped unless `CSRETURNS_REPLICA_URL` is set) and write_report (the static HTML report).")))
@@ -256,7 +256,8 @@ def repository_refresh_dag():
         @task.sensor(poke_interval=settle_module.POKE_SECONDS, mode="reschedule", timeout=7 * 24 * 3600)
         def settle():
             """Wait while any collection DAG run is queued or running, at most CSRETURNS_REFRESH_SETTLE_SECONDS
-            from the start of this run, so collections landing together are refreshed by this one run."""
+            from the start of this run, then clear the asset events held meanwhile for another run
+            (``settle.release_held_events``), so collections landing together are refreshed by this one run."""
             from airflow.sdk import PokeReturnValue
 
             context = get_current_context()
@@ -268,6 +269,7 @@ def repository_refresh_dag():
                 print(f"{active} collection run(s) queued or running after {waited:.0f}s: waiting for them")
                 return PokeReturnValue(is_done=False)
             print(outcome.describe())
+            settle_module.release_held_events(run.dag_id, before=datetime.now(timezone.utc))
             return PokeReturnValue(is_done=True, xcom_value={"waited_seconds": round(outcome.waited),
                                                              "still_active": outcome.active})
 

@@ -3,15 +3,21 @@
 The collection DAGs start on the same hourly tick (or on the same ``csreturns_landing`` event) and finish a
 few seconds or minutes apart, each emitting its collection's asset. ``repository_refresh`` is scheduled on
 any of those assets with ``max_active_runs=1``: the first event starts a run, and Airflow's scheduler holds
-every event that arrives while that run is queued or running in its asset queue, to start at most one
-more run after it (``DagModel.dags_needing_dagruns``: "Asset-triggered Dags at max_active_runs,
-deferring"). So that the first run already holds the whole burst, it first waits (``settle``) while any
-collection DAG run is still queued or running; the run the held events start afterwards then finds the
-catalogue already built on what the repository holds (``Repository.revision``) and rebuilds nothing.
+every event that arrives while that run is queued or running in its asset queue (``AssetDagRunQueue``), to
+start one more run after it (``DagModel.dags_needing_dagruns``: "Asset-triggered Dags at max_active_runs,
+deferring"). So that the first run holds the whole burst, it first waits (``settle``) while any collection
+DAG run is still queued or running; then it clears the events held for it that were created before that
+moment (``release_held_events``, through Airflow's REST API, as tasks cannot touch the queue otherwise), so
+the burst is refreshed by literally one run. Its ``build_catalogue`` starts after that and reads everything
+those events announced (a collection publishes its asset after its data is committed); an event created
+later still starts a new run. Without the API connection the held events start one more run, which finds
+the catalogue already built on what the repository holds (``Repository.revision``) and rebuilds nothing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
 
 POKE_SECONDS = 10   # how often the settle sensor looks again (rescheduled, so it holds no worker meanwhile)
 
@@ -40,3 +46,32 @@ def settled(active: int, waited: float, max_wait: float) -> Settled | None:
     if waited >= max_wait:
         return Settled(waited, active, True)
     return None
+
+
+def release_held_events(dag_id: str, before: datetime) -> bool:
+    """Clear the asset events Airflow holds to start another run of ``dag_id``, created before ``before``
+    (timezone-aware), through ``DELETE /api/v2/dags/{dag_id}/assets/queuedEvents?before=...`` at the
+    connection ``csreturns_airflow_api`` (``airflow_api``). True when the queue holds none from before then
+    afterwards (cleared, or nothing was held: the API's 404); False, with one log line, when the connection is
+    not set or the API refuses: the held events then start one more run, which rebuilds nothing. Never raises."""
+    import httpx
+
+    from transforms.orchestration import airflow_api
+
+    try:
+        with airflow_api.client() as client:
+            response = client.delete(f"/api/v2/dags/{quote(dag_id, safe='')}/assets/queuedEvents",
+                                     params={"before": before.isoformat()})
+            if response.status_code == 404:
+                print("no asset events held for another run")
+                return True
+            response.raise_for_status()
+    except airflow_api.NoConnection as exc:
+        print(f"asset events held meanwhile not cleared ({exc}): they start one more run, which rebuilds nothing")
+        return False
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        print(f"asset events held meanwhile not cleared (the Airflow API answered {type(exc).__name__}: {exc}): "
+              "they start one more run, which rebuilds nothing")
+        return False
+    print(f"cleared the asset events held for another run (created before {before:%H:%M:%S} UTC): this run refreshes them")
+    return True
