@@ -31,8 +31,9 @@ demo: $(BIN)/csreturns
 
 ## make ui: Airflow (api-server, scheduler, dag-processor, triggerer) over the demo's runs and task logs at
 ## http://localhost:8080; log in as admin with the password it prints (kept in var/airflow/simple_auth_manager_passwords.json.generated)
+## (standalone starts its components as `airflow ...` from PATH: the venv's bin goes first)
 ui: $(BIN)/csreturns
-	$(BIN)/airflow standalone
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/airflow standalone
 
 ## make test: the test suite (CI runs this)
 ## one pytest worker per core (CI has two); a test file's tests stay together in one worker
