@@ -103,3 +103,15 @@ def test_a_pool_of_airflow_processes_runs_dags_side_by_side_leaving_task_logs(ai
     for r in results:
         logs = list(base.glob(f"dag_id={r['dag_id']}/run_id={r['run_id']}/**/*.log"))
         assert len(logs) >= 7, r["dag_id"]  # discover, read, validate, load, check_rules, publish, rejected_files
+
+
+def test_make_ui_starts_airflows_components_from_the_venv_without_an_activated_venv():
+    """``airflow standalone`` starts its scheduler, api-server, dag-processor and triggerer as ``airflow``
+    from PATH: ``make ui`` puts the venv's bin first (outside an activated venv they were not found)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    dry = subprocess.run(["make", "-n", "-o", ".venv/bin/csreturns", "ui"], cwd=root, capture_output=True,
+                         text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
+    command = next(line for line in dry.splitlines() if "standalone" in line)
+    assert command.startswith(f'PATH="{root}/.venv/bin:') and command.endswith(".venv/bin/airflow standalone")
