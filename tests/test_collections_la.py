@@ -320,16 +320,23 @@ def test_the_older_csww_headline_file_loads_with_its_percent_columns_named_perce
              if r["vacancy_agency_cover_rate_fte_%"] not in ("x", "z", "c")),)]
 
 
+# The three judgements of the outcomes files the tests land (CSV with a title block, ODS, XLSX), as loaded
+THREE_JUDGEMENTS = [("330", "2018-10-01", "2018-11-20", "3", "3", "3", "2", None, 2025),
+                    ("805", "2025-05-12", "2025-07-04", "2", "2", "2", "1", "3", 2025),
+                    ("886", "2025-02-03", "2025-03-14", "4", "4", "4", "3", None, 2025)]
+
+
+def ofsted_judgements(repo) -> list[tuple]:
+    return sql(repo, """SELECT la_code, inspection_start_date::VARCHAR, publication_date::VARCHAR, overall_effectiveness,
+                               leadership, help_and_protection, children_in_care, care_leavers, return_year
+                        FROM ofsted_judgements ORDER BY la_code""")
+
+
 @pytest.mark.slow   # shares one ingest of the reference files (~15 s)
 def test_ofsted_judgements_load_from_a_csv_with_a_title_block_and_grades_as_text(loaded):
     repo, rows = loaded
     assert rows["reference/ofsted_judgements/la_inspection_outcomes_2025.csv"]["rows_loaded"] == 3
-    got = sql(repo, """SELECT la_code, inspection_start_date::VARCHAR, publication_date::VARCHAR, overall_effectiveness,
-                              leadership, help_and_protection, children_in_care, care_leavers, return_year
-                       FROM ofsted_judgements ORDER BY la_code""")
-    assert got == [("330", "2018-10-01", "2018-11-20", "3", "3", "3", "2", None, 2025),
-                   ("805", "2025-05-12", "2025-07-04", "2", "2", "2", "1", "3", 2025),
-                   ("886", "2025-02-03", "2025-03-14", "4", "4", "4", "3", None, 2025)]
+    assert ofsted_judgements(repo) == THREE_JUDGEMENTS
 
 
 @pytest.mark.slow   # shares one ingest of the reference files (~15 s)
@@ -439,12 +446,7 @@ def test_ofsted_judgements_load_from_the_current_outcomes_workbook_as_ods_or_xls
     outcomes_workbook(landing / "reference" / "ofsted_judgements" / f"la_inspection_outcomes_2025{suffix}")
     [row] = ingest(landing, repo)
     assert (row["status"], row["rows_loaded"], row["rows_quarantined"]) == ("loaded", 3, 0)
-    got = sql(repo, """SELECT la_code, inspection_start_date::VARCHAR, publication_date::VARCHAR, overall_effectiveness,
-                              leadership, help_and_protection, children_in_care, care_leavers, return_year
-                       FROM ofsted_judgements ORDER BY la_code""")
-    assert got == [("330", "2018-10-01", "2018-11-20", "3", "3", "3", "2", None, 2025),
-                   ("805", "2025-05-12", "2025-07-04", "2", "2", "2", "1", "3", 2025),
-                   ("886", "2025-02-03", "2025-03-14", "4", "4", "4", "3", None, 2025)]
+    assert ofsted_judgements(repo) == THREE_JUDGEMENTS
 
 
 SWCOUNT_HEADER = EES_HEADER.replace("old_la_code,new_la_code,la_name", "old_la_code,la_name,new_la_code") + ",cla_group,sw_stability,"

@@ -334,18 +334,23 @@ def test_catalogue_rebuilds_queue_on_the_single_slot_writer_pool(dagbag):
 
 
 # -- GX results in the Airflow UI ----------------------------------------------------------------------
+def ingested(landing, repo_root) -> tuple:
+    """``csreturns ingest`` of ``landing``: the repository and each landed file's load id, by its path."""
+    from transforms.cli import main
+
+    assert main(["ingest", str(landing), "--repo", str(repo_root)]) in (0, None)
+    ledger = Repository(repo_root).ledger()
+    return repo_root, dict(zip(ledger["relpath"], ledger["load_id"]))
+
+
 @pytest.fixture(scope="module")
 def validated(tmp_path_factory):
     """Three SSDA903 sample files ingested; reviews.csv has duplicate keys, so one expectation fails."""
-    from transforms.cli import main
-
     root = tmp_path_factory.mktemp("validated")
     landing, repo_root = root / "landing", root / "repository"
     for name in ("header.csv", "episodes.csv", "reviews.csv"):
         put(landing, f"301/ssda903/year=2018/{name}", need(SAMPLES / "ssda903" / name))
-    assert main(["ingest", str(landing), "--repo", str(repo_root)]) in (0, None)
-    ledger = Repository(repo_root).ledger()
-    return repo_root, dict(zip(ledger["relpath"], ledger["load_id"]))
+    return ingested(landing, repo_root)
 
 
 def test_validation_page_lists_each_expectation_and_failing_row_counts_but_never_the_values(validated):
@@ -365,8 +370,6 @@ def test_validation_page_lists_each_expectation_and_failing_row_counts_but_never
 def two_councils(tmp_path_factory):
     """Two councils' episodes checked in one GX run (same table and year): 301's sample as sent, 302's with
     its first three placements given a code that is not one; and a file no collection recognises."""
-    from transforms.cli import main
-
     root = tmp_path_factory.mktemp("two_councils")
     landing, repo_root = root / "landing", root / "repository"
     lines = need(SAMPLES / "ssda903" / "episodes.csv").read_text(encoding="utf-8-sig").splitlines(keepends=True)
@@ -381,9 +384,7 @@ def two_councils(tmp_path_factory):
     put(landing, "301/ssda903/year=2018/episodes.csv", "".join(lines))
     put(landing, "302/ssda903/year=2018/episodes.csv", "".join(broken))
     put(landing, "302/ssda903/year=2018/notes.docx", b"not a return")
-    assert main(["ingest", str(landing), "--repo", str(repo_root)]) in (0, None)
-    ledger = Repository(repo_root).ledger()
-    return repo_root, dict(zip(ledger["relpath"], ledger["load_id"]))
+    return ingested(landing, repo_root)
 
 
 def test_each_file_of_a_batch_shows_its_own_expectation_counts(two_councils):

@@ -349,7 +349,6 @@ def standing(metrics: pd.DataFrame, neighbours: dict[str, list[str]]) -> pd.Data
         g["z_neighbours"], g["neighbour_rank"], g["neighbour_n"] = nb_z, nb_rank, nb_n
         out.append(g)
     levels = pd.concat(out, ignore_index=True)
-    levels["z_level"] = levels[["z_england", "z_neighbours"]].mean(axis=1)
     # change from two years before (one year when that is all there is), through predecessors' figures
     hist = m.set_index(["la_code", "metric", "year"])["value"]
     hist = hist[~hist.index.duplicated()]
