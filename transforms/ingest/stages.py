@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from transforms.ingest.validate import (
     build_suite,
     file_outcome,
     split,
+    typed_arrow,
 )
 from transforms.store.repository import (
     PUBLISHED_SCHEMA,
@@ -169,11 +171,16 @@ def validate_stage(repo: Repository, landed: LandedFile) -> LandedFile:
 
 def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile]:
     """Run the schema's GX suites; stage each file's clean rows (typed, pseudonymised) and quarantined rows;
-    then the DfE rules on the returns as received (every row, typed by the same DuckDB query).
+    and the DfE rules on the returns as received (every row, typed by the same DuckDB query).
 
     Files of the same table and year are validated together, one GX run over all their rows, because
     GX's fixed cost per run (building its metric graph, ~0.5 s) dwarfs its cost per row. Uniqueness is
     checked within each file, and each file's rows are split back out afterwards.
+
+    Every table is typed first (``validate.typed_arrow``, DuckDB); the DfE rules then run on those typed
+    tables in a thread of their own while GX checks the same rows and the files are staged here: the rules
+    are DuckDB queries, which run outside Python's interpreter lock, so the two overlap on a machine's
+    cores. The rules never stop the batch (``check_rules_as_received``); the call returns when both are done.
     """
     pseudonymiser = Pseudonymiser.for_repository(repo.root)
     received: dict[tuple[str, str], pa.Table] = {}   # (load_id, table) -> every row typed, for the DfE rules
@@ -188,36 +195,45 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             key = (arrival.collection, name, arrival.return_year,
                    arrival.relpath if arrival.collection == "published" else None)
             groups.setdefault(key, []).append(landed)
+    prepared = []
     for (collection_id, name, year, _), members in groups.items():
         coll = schema.collection(collection_id)
         spec = None if coll.is_published else coll.table(name, year)
         raw = pd.concat([_normalised(m, name, spec).assign(**{BATCH_COLUMN: i}) for i, m in enumerate(members)],
                         ignore_index=True)
-        if spec is None:
-            suite = _published_suite(coll, members[0])
-        else:
-            suite = build_suite(spec, coll.date_format, batch_column=BATCH_COLUMN)
-        verdict = split(raw, name, suite, typing=None if spec is None else (spec, coll.date_format))
-        if verdict.typed_all is not None:
-            batch_of = verdict.typed_all[BATCH_COLUMN]
+        typed_all = None
+        if spec is not None and len(raw):
+            typed_all = typed_arrow(pa.Table.from_pandas(raw, preserve_index=False), spec, coll.date_format)
+            batch_of = typed_all[BATCH_COLUMN]
             for i, landed in enumerate(members):
-                received[(landed.load_id, name)] = verdict.typed_all.filter(
-                    pc.equal(batch_of, i)).drop_columns([BATCH_COLUMN])
-        files_clean = verdict.clean.groupby(BATCH_COLUMN) if spec is None else None   # published rows, by file
-        clean_rows = verdict.clean[BATCH_COLUMN].value_counts().to_dict()
-        quarantined = dict(tuple(verdict.quarantined.groupby(BATCH_COLUMN))) if len(verdict.quarantined) else {}
-        for i, landed in enumerate(members):
-            clean = files_clean.get_group(i) if files_clean is not None and i in clean_rows else None
-            _stage_file(repo, landed, coll, spec, name, verdict, i, len(members), pseudonymiser,
-                        quarantine[landed.load_id], clean, clean_rows.get(i, 0),
-                        quarantined.get(i, verdict.quarantined.iloc[:0]))
-    for landed in files:
-        rows = quarantine.get(landed.load_id)
-        if rows:
-            path = repo.staging_dir(landed.load_id) / "quarantine_rows.parquet"
-            pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
-            landed.quarantine_rows = str(path)
-    check_rules_as_received(repo, files, received)
+                received[(landed.load_id, name)] = typed_all.filter(pc.equal(batch_of, i)).drop_columns([BATCH_COLUMN])
+        prepared.append((coll, spec, name, members, raw, typed_all))
+    rules = threading.Thread(target=check_rules_as_received, args=(repo, files, received),
+                             name="dfe-rules-as-received", daemon=True)
+    rules.start()
+    try:
+        for coll, spec, name, members, raw, typed_all in prepared:
+            if spec is None:
+                suite = _published_suite(coll, members[0])
+            else:
+                suite = build_suite(spec, coll.date_format, batch_column=BATCH_COLUMN)
+            verdict = split(raw, name, suite, typed_all=typed_all)
+            files_clean = verdict.clean.groupby(BATCH_COLUMN) if spec is None else None   # published rows, by file
+            clean_rows = verdict.clean[BATCH_COLUMN].value_counts().to_dict()
+            quarantined = dict(tuple(verdict.quarantined.groupby(BATCH_COLUMN))) if len(verdict.quarantined) else {}
+            for i, landed in enumerate(members):
+                clean = files_clean.get_group(i) if files_clean is not None and i in clean_rows else None
+                _stage_file(repo, landed, coll, spec, name, verdict, i, len(members), pseudonymiser,
+                            quarantine[landed.load_id], clean, clean_rows.get(i, 0),
+                            quarantined.get(i, verdict.quarantined.iloc[:0]))
+        for landed in files:
+            rows = quarantine.get(landed.load_id)
+            if rows:
+                path = repo.staging_dir(landed.load_id) / "quarantine_rows.parquet"
+                pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
+                landed.quarantine_rows = str(path)
+    finally:
+        rules.join()
     return files
 
 

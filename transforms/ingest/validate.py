@@ -317,11 +317,11 @@ def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
 
 
 def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
-          typing: tuple[Table, str] | None = None) -> TableVerdict:
+          typed_all: pa.Table | None = None) -> TableVerdict:
     """Run the suite and divide the rows: any failed row-level expectation quarantines the row.
 
-    With ``typing`` (the table's schema and date format), the clean rows are also typed in DuckDB, where
-    the batch already is, and come back as ``TableVerdict.typed`` (Arrow; the batch columns kept)."""
+    ``typed_all``: every row of ``df`` typed (``typed_arrow``, same order); its clean rows come back as
+    ``TableVerdict.typed`` (Arrow; the batch columns kept)."""
     frame = df.reset_index(drop=True)
     data_columns = [c for c in frame.columns if c != "source_row" and not c.startswith("_")]
     extra = [c for c in frame.columns if c.startswith("_")]  # batch bookkeeping, carried through
@@ -372,11 +372,8 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
             **{c: frame.loc[bad, c].to_numpy() for c in extra},
         })
     clean = frame.drop(index=bad) if bad else frame
-    typed = typed_all = None
-    if typing is not None:    # every row typed once (the DfE rules see them all); the clean ones are a filter
-        spec, date_format = typing
-        typed_all = duckdb_validator().typed(typed_sql(spec, date_format, list(frame.columns), []))
-        typed = typed_all
+    typed = typed_all
+    if typed_all is not None:    # every row typed once (the DfE rules see them all); the clean ones are a filter
         if bad:
             keep = np.ones(typed_all.num_rows, dtype=bool)
             keep[bad] = False
