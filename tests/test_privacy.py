@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import pandas as pd
 import pyarrow as pa
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transforms.ingest.privacy import TOKEN_HEX, Pseudonymiser
+from transforms.ingest.privacy import TOKEN_HEX, Pseudonymiser, district_of
 
 KEYS = [b"k" * 16, bytes(range(64)), b"a longer key than one SHA-256 block of sixty-four bytes, hashed first" * 2]
 
@@ -31,3 +33,19 @@ def test_a_column_of_ids_gets_the_same_tokens_as_one_at_a_time():
     tokens = Pseudonymiser(key).tokens_arrow(ids, scope="301").to_pylist()
     assert tokens == [reference(key, "A1", "301"), None, reference(key, "B2", "301"),
                       reference(key, "A1", "301"), reference(key, "Zoë-3", "301")]
+
+
+@pytest.mark.parametrize("given, district", [
+    ("EG19 7TT", "EG19"), ("eg197tt", "EG19"), (" EG1  9TT ", "EG1"), ("EG19", "EG19"), ("J1", "J1"),
+    ("W1A 1AA", "W1A"), ("EG19 7T", None), ("not a postcode", None), ("", None), (None, None)])
+def test_a_postcode_is_kept_to_its_district(given, district):
+    assert district_of(given) == district
+
+
+@given(st.from_regex(r"\s?[A-Za-z]{1,2}\d[A-Za-z\d]?\s*(\d[A-Za-z]{2})?\s?", fullmatch=True) | st.text(max_size=10))
+def test_district_of_agrees_with_the_pandas_definition_it_replaced(value):
+    compact = pd.Series([value], dtype="string").str.upper().str.replace(r"\s+", "", regex=True)
+    full = compact.str.extract(r"^([A-Z]{1,2}\d[A-Z\d]?)\d[A-Z]{2}$", expand=False)
+    outward = compact.where(compact.str.fullmatch(r"[A-Z]{1,2}\d[A-Z\d]?").fillna(False).astype(bool))
+    expected = full.fillna(outward).iloc[0]
+    assert district_of(value) == (None if pd.isna(expected) else expected)

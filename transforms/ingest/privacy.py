@@ -190,16 +190,21 @@ class Pseudonymiser:
 
 
 _OUTWARD = r"[A-Z]{1,2}\d[A-Z\d]?"
+_FULL_POSTCODE = re.compile(f"({_OUTWARD})\\d[A-Z]{{2}}")
+_OUTWARD_ALONE = re.compile(_OUTWARD)
 
 
-def postcode_district(values: pd.Series) -> pd.Series:
-    """The outward code (district) of each postcode: ``EG19 7TT`` -> ``EG19``; a value that is already an
-    outward code alone (``EG19``, ``J1``) is kept as the district. Anything else becomes None (validation
+def district_of(value: str | None) -> str | None:
+    """The outward code (district) of a postcode: ``EG19 7TT`` -> ``EG19``; a value that is already an
+    outward code alone (``EG19``, ``J1``) is kept as the district. Anything else is None (validation
     reports the value before this runs: see the HOME_POST / PL_POST patterns in schemas/)."""
-    compact = values.astype("string").str.upper().str.replace(_SPACES, "", regex=True)
-    full = compact.str.extract(f"^({_OUTWARD})\\d[A-Z]{{2}}$", expand=False)
-    outward = compact.where(compact.str.fullmatch(_OUTWARD).fillna(False).astype(bool))
-    return full.fillna(outward).astype(object).where(full.fillna(outward).notna(), None)
+    if value is None:
+        return None
+    compact = _SPACES.sub("", str(value).upper())
+    full = _FULL_POSTCODE.fullmatch(compact)
+    if full:
+        return full.group(1)
+    return compact if _OUTWARD_ALONE.fullmatch(compact) else None
 
 
 def protect_arrow(typed: pa.Table, table: Table, la_code: str | None, pseudonymiser: Pseudonymiser) -> pa.Table:
@@ -221,8 +226,8 @@ def protect_arrow(typed: pa.Table, table: Table, la_code: str | None, pseudonymi
         elif col.privacy == "postcode_district":   # a return holds few distinct postcodes: map each once
             values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
             distinct = pc.unique(values.drop_null())
-            districts = postcode_district(pd.Series(distinct.to_pylist(), dtype="str"))
-            out = out.set_column(i, col.out, pc.take(pa.array(districts.tolist(), pa.string()),
+            districts = [district_of(v) for v in distinct.to_pylist()]
+            out = out.set_column(i, col.out, pc.take(pa.array(districts, pa.string()),
                                                      pc.index_in(values, value_set=distinct)))
         elif col.privacy == "drop":
             out = out.remove_column(i)
@@ -248,7 +253,7 @@ def protect_raw(raw: dict, table: Table | None, la_code: str | None, pseudonymis
         elif name in failing_fields and col.privacy in ("month", "postcode_district"):
             out[name] = value
         elif col.privacy == "postcode_district":
-            out[name] = postcode_district(pd.Series([value], dtype="str")).iloc[0]
+            out[name] = district_of(value)
         else:
             out[name] = "(withheld)"
     return out

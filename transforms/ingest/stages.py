@@ -308,7 +308,7 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
     (results_dir / f"{name}.json").write_text(json.dumps(
         {"file": arrival.relpath, "rows_in": rows_in, "rows_quarantined": len(quarantined),
          "validated_with_files": batch_size, "file_outcome": outcome, "gx": verdict.gx_result},
-        default=str, indent=1))
+        default=str))   # no indent: Python's json encodes in C only without one (a batch's result, once per file)
     log.info("GX %s %s", printable(arrival.relpath), summary)
     for row in quarantined.to_dict("records"):
         failing = {f["field"] for f in row["failures"]}
