@@ -12,6 +12,7 @@ import threading
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -199,11 +200,12 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
     for (collection_id, name, year, _), members in groups.items():
         coll = schema.collection(collection_id)
         spec = None if coll.is_published else coll.table(name, year)
-        raw = pd.concat([_normalised(m, name, spec).assign(**{BATCH_COLUMN: i}) for i, m in enumerate(members)],
-                        ignore_index=True)
+        parts = [_normalised(m, name, spec) for m in members]
+        raw = pa.concat_tables([t.append_column(BATCH_COLUMN, pa.array(np.full(t.num_rows, i, np.int64)))
+                                for i, t in enumerate(parts)], promote_options="permissive")
         typed_all = None
-        if spec is not None and len(raw):
-            typed_all = typed_arrow(pa.Table.from_pandas(raw, preserve_index=False), spec, coll.date_format)
+        if spec is not None and raw.num_rows:
+            typed_all = typed_arrow(raw, spec, coll.date_format)
             batch_of = typed_all[BATCH_COLUMN]
             for i, landed in enumerate(members):
                 received[(landed.load_id, name)] = typed_all.filter(pc.equal(batch_of, i)).drop_columns([BATCH_COLUMN])
@@ -218,8 +220,8 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             else:
                 suite = build_suite(spec, coll.date_format, batch_column=BATCH_COLUMN)
             verdict = split(raw, name, suite, typed_all=typed_all)
-            files_clean = verdict.clean.groupby(BATCH_COLUMN) if spec is None else None   # published rows, by file
-            clean_rows = verdict.clean[BATCH_COLUMN].value_counts().to_dict()
+            files_clean = verdict.clean.to_pandas().groupby(BATCH_COLUMN) if spec is None else None  # published, by file
+            clean_rows = {c["values"]: c["counts"] for c in pc.value_counts(verdict.clean[BATCH_COLUMN]).to_pylist()}
             quarantined = dict(tuple(verdict.quarantined.groupby(BATCH_COLUMN))) if len(verdict.quarantined) else {}
             for i, landed in enumerate(members):
                 clean = files_clean.get_group(i) if files_clean is not None and i in clean_rows else None
@@ -256,7 +258,7 @@ def check_rules_as_received(repo: Repository, files: list[LandedFile],
         log.error("DfE rules could not run on the returns as received (%s); they run after the load", which)
 
 
-def _normalised(landed: LandedFile, name: str, spec: schema.Table | None) -> pd.DataFrame:
+def _normalised(landed: LandedFile, name: str, spec: schema.Table | None) -> pa.Table:
     """A file's raw table with cosmetic variants made canonical (``transforms.ingest.normalise``), counted
     on the record; published statistics keep their cells as published."""
     raw = pq.read_table(landed.raw[name])
@@ -264,7 +266,7 @@ def _normalised(landed: LandedFile, name: str, spec: schema.Table | None) -> pd.
         raw, counts = normalise_table(raw, spec)
         for key, n in counts.items():
             landed.normalised[key] = landed.normalised.get(key, 0) + n
-    return raw.to_pandas()
+    return raw
 
 
 def _published_suite(coll: schema.Collection, landed: LandedFile):
@@ -284,7 +286,7 @@ def _stage_file(repo: Repository, landed: LandedFile, coll: schema.Collection, s
     None otherwise or when it has none), ``clean_rows`` how many, ``quarantined`` its quarantined rows."""
     arrival, load_id = landed.arrival, landed.load_id
     if spec is None:
-        clean = (verdict.clean.iloc[:0] if clean is None else clean).drop(columns=BATCH_COLUMN)
+        clean = (verdict.clean.slice(0, 0).to_pandas() if clean is None else clean).drop(columns=BATCH_COLUMN)
         arrow = _published_arrow(clean, coll, arrival, landed.meta, load_id)
     else:
         target = spec.arrow_schema()

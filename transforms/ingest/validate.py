@@ -57,7 +57,7 @@ class TableVerdict:
 
     table: str
     rows_in: int
-    clean: pd.DataFrame
+    clean: pa.Table                    # the clean rows as given (text), batch columns kept
     quarantined: pd.DataFrame          # source_row, field, rule, message, failures, raw
     gx_success: bool
     gx_result: dict[str, Any] = field(default_factory=dict)
@@ -316,19 +316,20 @@ def build_ees_suite(coll: Collection, found: list[str]) -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name=f"{coll.id}.published_statistics", expectations=expectations)
 
 
-def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
+def split(arrow: pa.Table, table_name: str, suite: gx.ExpectationSuite,
           typed_all: pa.Table | None = None) -> TableVerdict:
     """Run the suite and divide the rows: any failed row-level expectation quarantines the row.
 
-    ``typed_all``: every row of ``df`` typed (``typed_arrow``, same order); its clean rows come back as
-    ``TableVerdict.typed`` (Arrow; the batch columns kept)."""
-    frame = df.reset_index(drop=True)
-    data_columns = [c for c in frame.columns if c != "source_row" and not c.startswith("_")]
-    extra = [c for c in frame.columns if c.startswith("_")]  # batch bookkeeping, carried through
-    if frame.empty:
-        return TableVerdict(table_name, 0, frame, _empty_quarantine(extra), True,
+    ``arrow``: the rows as text (a reader's output: ``source_row``, the data columns, ``_``-prefixed batch
+    columns carried through). ``typed_all``: every row typed (``typed_arrow``, same order); its clean rows
+    come back as ``TableVerdict.typed`` (Arrow; the batch columns kept). ``TableVerdict.clean`` is the clean
+    rows as given (Arrow); only the quarantined rows become Python values."""
+    columns = arrow.column_names
+    data_columns = [c for c in columns if c != "source_row" and not c.startswith("_")]
+    extra = [c for c in columns if c.startswith("_")]  # batch bookkeeping, carried through
+    if not arrow.num_rows:
+        return TableVerdict(table_name, 0, arrow, _empty_quarantine(extra), True,
                             {"statistics": {"evaluated_expectations": 0, "successful_expectations": 0}})
-    arrow = pa.Table.from_pandas(frame, preserve_index=False)
     result = duckdb_validator().validate(arrow, suite)
     failures: dict[int, list[dict[str, str]]] = {}
     structure_ok = True
@@ -345,13 +346,14 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
         else:
             indices = [row[ROW_ID] for row in listed or []]
         failed_to_run = _exception_message(r)
-        if failed_to_run and all(c in frame.columns for c in _columns_of(r)):
+        if failed_to_run and all(c in columns for c in _columns_of(r)):
             # a missing column is the structure check's to report; anything else is the engine failing,
             # and must not pass as "no failing rows"
             raise RuntimeError(f"GX could not evaluate {r.expectation_config.type} on "
                                f"{', '.join(_columns_of(r))}: {failed_to_run}")
         column = r.expectation_config.kwargs.get("column")
-        values = frame[column].to_numpy()[indices] if column in frame.columns else [None] * len(indices)
+        values = (arrow.column(column).take(pa.array(indices, pa.int64())).to_pylist() if column in columns
+                  else [None] * len(indices))
         template = meta.get("message", r.expectation_config.type)
         quote = {"yes": True, "public": "public"}.get(meta.get("quote"), False)
         for idx, value in zip(indices, values):
@@ -360,25 +362,24 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
                  "message": template.replace("{value!r}", shown_value(value, quote))})
     bad = sorted(failures)
     quarantine = _empty_quarantine(extra)
+    clean, typed = arrow, typed_all
     if bad:
-        raw = frame.loc[bad, data_columns].astype(object).where(frame.loc[bad, data_columns].notna(), None)
+        rows = arrow.take(pa.array(bad, pa.int64()))
         quarantine = pd.DataFrame({
-            "source_row": frame.loc[bad, "source_row"].to_numpy(),
+            "source_row": rows.column("source_row").to_pylist(),
             "field": [", ".join(dict.fromkeys(f["field"] for f in failures[i])) for i in bad],
             "rule": [", ".join(dict.fromkeys(f["rule"] for f in failures[i])) for i in bad],
             "message": ["; ".join(f["message"] for f in failures[i]) for i in bad],
             "failures": [failures[i] for i in bad],
-            "raw": raw.to_dict("records"),
-            **{c: frame.loc[bad, c].to_numpy() for c in extra},
+            "raw": rows.select(data_columns).to_pylist(),
+            **{c: rows.column(c).to_numpy() for c in extra},
         })
-    clean = frame.drop(index=bad) if bad else frame
-    typed = typed_all
-    if typed_all is not None:    # every row typed once (the DfE rules see them all); the clean ones are a filter
-        if bad:
-            keep = np.ones(typed_all.num_rows, dtype=bool)
-            keep[bad] = False
+        keep = np.ones(arrow.num_rows, dtype=bool)
+        keep[bad] = False
+        clean = arrow.filter(pa.array(keep))
+        if typed_all is not None:  # every row typed once (the DfE rules see them all); the clean ones a filter
             typed = typed_all.filter(pa.array(keep))
-    return TableVerdict(table_name, len(frame), clean.reset_index(drop=True), quarantine, bool(result.success),
+    return TableVerdict(table_name, arrow.num_rows, clean, quarantine, bool(result.success),
                         _compact(result.to_json_dict()), structure_ok, typed, typed_all)
 
 
