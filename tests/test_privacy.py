@@ -49,3 +49,11 @@ def test_district_of_agrees_with_the_pandas_definition_it_replaced(value):
     outward = compact.where(compact.str.fullmatch(r"[A-Z]{1,2}\d[A-Z\d]?").fillna(False).astype(bool))
     expected = full.fillna(outward).iloc[0]
     assert district_of(value) == (None if pd.isna(expected) else expected)
+
+
+def test_a_series_of_ids_gets_the_tokens_of_their_text_and_keeps_its_empty_cells():
+    key = KEYS[0]
+    tokens = Pseudonymiser(key).tokens(pd.Series(["A1", None, 7, "A1"], dtype=object), scope="301")
+    assert tokens.iloc[[0, 2, 3]].tolist() == [reference(key, "A1", "301"), reference(key, "7", "301"),
+                                              reference(key, "A1", "301")]
+    assert pd.isna(tokens.iloc[1])

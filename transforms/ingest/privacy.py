@@ -134,7 +134,7 @@ class Pseudonymiser:
         if len(key) < 16:
             raise ValueError("pseudonymisation key must be at least 16 bytes")
         self._key = key
-        self._memo: dict[tuple[str, str], str] = {}  # a child's id recurs in every table of a return
+        self._memo: dict[str, dict[str, str]] = {}   # scope -> value -> token
         # HMAC-SHA256 (RFC 2104) with the key's inner and outer blocks hashed once: each token then costs two
         # copies of a hash state instead of building an HMAC object (2x faster on a council's ids; the tokens
         # are hmac.new's, tested)
@@ -159,18 +159,26 @@ class Pseudonymiser:
         outer.update(inner.digest())
         return outer.hexdigest()[:TOKEN_HEX]
 
+    def _tokens_of(self, values: list, scope: str) -> list[str]:
+        """The token of each value (``str`` of it), computed once per scope and value in this object's life
+        (a child's id recurs in every table of a return)."""
+        memo = self._memo.setdefault(scope, {})
+        prefix = f"{scope}|"
+        inner, outer = self._inner, self._outer
+        for v in values:
+            text = v if isinstance(v, str) else str(v)
+            if text not in memo:   # token(), inlined: this loop runs once per distinct id of a batch
+                h = inner.copy()
+                h.update((prefix + text).encode())
+                o = outer.copy()
+                o.update(h.digest())
+                memo[text] = o.hexdigest()[:TOKEN_HEX]
+        return [memo[v if isinstance(v, str) else str(v)] for v in values]
+
     def tokens(self, values: pd.Series, scope: str = "") -> pd.Series:
         """Vectorised over distinct values: a child's rows share one hash computation."""
-        memo = self._memo
-        mapping = {}
-        for v in values.dropna().unique():
-            key = (scope, str(v))
-            token = memo.get(key)
-            if token is None:
-                token = memo[key] = self.token(key[1], scope)
-            mapping[v] = token
-        return values.map(mapping)
-
+        distinct = list(values.dropna().unique())
+        return values.map(dict(zip(distinct, self._tokens_of(distinct, scope))))
 
     def tokens_arrow(self, values: pa.Array | pa.ChunkedArray, scope: str = "") -> pa.Array:
         """``tokens`` on an Arrow column: one HMAC per distinct value (memoised across tables and files),
@@ -178,14 +186,7 @@ class Pseudonymiser:
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
         distinct = pc.unique(values.drop_null())
-        memo = self._memo
-        tokens = []
-        for v in distinct.to_pylist():
-            key = (scope, str(v))
-            token = memo.get(key)
-            if token is None:
-                token = memo[key] = self.token(key[1], scope)
-            tokens.append(token)
+        tokens = self._tokens_of(distinct.to_pylist(), scope)
         return pc.take(pa.array(tokens, pa.string()), pc.index_in(values, value_set=distinct))
 
 
