@@ -127,7 +127,7 @@ class DuckdbValidator:
 
     def stage(self, table: pa.Table) -> None:
         """Make ``table`` (with its row numbers added) the batch GX validates next."""
-        numbered = table.append_column(ROW_ID, pa.array(range(table.num_rows), pa.int64()))
+        numbered = table.append_column(ROW_ID, pa.array(np.arange(table.num_rows, dtype=np.int64)))
         self.duckdb.abort()     # DuckDB 2.0 refuses new work while GX's last result is not fetched to its end
         self.duckdb.register("csreturns_incoming", numbered)
         try:
