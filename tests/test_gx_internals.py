@@ -44,6 +44,10 @@ def test_the_gx_internals_relied_on_still_have_their_shape():
     validator = duckdb_validator()
     assert validator.speedups, "install_run_speedups declined: the installed GX is not the version written for"
     assert isinstance(validator.engine._metric_cache, dict)
+    assert "_inspector" in vars(validator.engine)
+    from great_expectations.execution_engine import sqlalchemy_execution_engine as sae
+
+    assert "duckdb" in sae._PERSISTED_CONNECTION_DIALECTS
 
 
 def _batch() -> pa.Table:

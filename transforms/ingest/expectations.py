@@ -188,9 +188,11 @@ def enable_duckdb_regex() -> None:
 
 
 # -- Great Expectations internals (written against GX 1.24.1) -----------------------------------------------
-# Everything in csreturns that reaches into GX's private internals is here, installed by ``install_run_speedups``
-# only when the installed GX is ``GX_VERSION`` (any other version runs plain GX: slower, the same results), and
-# pinned by tests/test_gx_internals.py, which fails on another version or if a result changes.
+# Everything in csreturns that reaches into GX's private internals is here (with ``enable_duckdb_regex`` above),
+# pinned by tests/test_gx_internals.py, which fails on another GX version or if a result changes. What GX on
+# DuckDB needs to work at all (``persist_duckdb_connections``, ``new_batch``) is always done; what only makes it
+# faster is installed by ``install_run_speedups`` when the installed GX is ``GX_VERSION`` (any other version
+# runs plain GX there: slower, the same results).
 #
 # Why: a GX run costs about 0.1 s before DuckDB does any work, and an SSDA903 batch takes 21 runs (11 tables, a
 # second pass for those with failures). What costs most touches no data (bench/README.md, "GX's fixed cost"):
@@ -251,6 +253,32 @@ class StagedInspector:
 
     def __getattr__(self, name):
         return getattr(self._real(), name)
+
+
+class _DuckdbDialectName(str):
+    """GX's persisted-connection dialects are an enum; this str answers ``.value`` like its members."""
+
+    value = "duckdb"
+
+
+def persist_duckdb_connections() -> None:
+    """GX fetches a query's rows after giving its connection back to the pool, and duckdb-engine's cursor is the
+    connection: GX must keep one connection for DuckDB, as it does for SQLite (its private list of such
+    dialects, ``_PERSISTED_CONNECTION_DIALECTS``); idempotent. TECH_NOTES, 2026-11-29."""
+    from great_expectations.execution_engine import sqlalchemy_execution_engine as sae
+
+    if "duckdb" not in sae._PERSISTED_CONNECTION_DIALECTS:
+        sae._PERSISTED_CONNECTION_DIALECTS = (*sae._PERSISTED_CONNECTION_DIALECTS, _DuckdbDialectName("duckdb"))
+
+
+def new_batch(execution_engine, table: str, columns: list[str] | None) -> None:
+    """A new batch is staged as ``table`` (always the same name): GX forgets the metrics it resolved and the
+    columns it reflected for the last one. With ``columns`` (the staged table's, in order) GX reflects the new
+    batch through a ``StagedInspector`` (4 of the note above); None: through SQLAlchemy."""
+    execution_engine._metric_cache.clear()
+    execution_engine._inspector = None
+    use_staged_inspector(execution_engine, None if columns is None else
+                         StagedInspector(execution_engine.engine, table, columns))
 
 
 def use_staged_inspector(execution_engine, inspector: StagedInspector | None) -> None:

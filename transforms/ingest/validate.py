@@ -76,12 +76,6 @@ BATCH_TABLE = "landed_batch"
 ROW_ID = "_gx_row"                                # the batch row number GX returns failing rows by
 
 
-class _DuckdbDialectName(str):
-    """GX's persisted-connection dialects are an enum; this str answers ``.value`` like its members."""
-
-    value = "duckdb"
-
-
 class DuckdbValidator:
     """One GX SQL datasource on an in-process DuckDB database, reused for every batch of the process.
 
@@ -89,23 +83,21 @@ class DuckdbValidator:
     results are fetched after the connection is given back, and duckdb-engine's cursor is the connection),
     regex through ``regexp_matches`` (``enable_duckdb_regex``), and every failing row id asked for
     (``partial_unexpected_count`` raised to the batch size, or GX returns 20 and drops the rest). The table
-    asset always names the same table, so GX's metric cache is emptied whenever a batch is staged, and GX
-    reflects the staged table's columns through a ``StagedInspector`` that knows them. With the GX version
-    ``expectations.GX_VERSION``, ``expectations.install_run_speedups`` also cuts GX's fixed cost per run
-    (see the note there): same results.
+    asset always names the same table, so what GX resolved or reflected is forgotten whenever a batch is
+    staged (``expectations.new_batch``). With the GX version ``expectations.GX_VERSION``,
+    ``expectations.install_run_speedups`` also cuts GX's fixed cost per run (see the note there): same
+    results. Every reach into GX's private internals is in ``expectations.py``.
     """
 
     def __init__(self) -> None:
         import sqlalchemy as sa
         from great_expectations.data_context.types.base import ProgressBarsConfig
-        from great_expectations.execution_engine import sqlalchemy_execution_engine as sae
 
-        from transforms.ingest.expectations import enable_duckdb_regex, install_run_speedups
+        from transforms.ingest.expectations import enable_duckdb_regex, install_run_speedups, persist_duckdb_connections
 
         gx = _gx()[0]
 
-        if "duckdb" not in sae._PERSISTED_CONNECTION_DIALECTS:
-            sae._PERSISTED_CONNECTION_DIALECTS = (*sae._PERSISTED_CONNECTION_DIALECTS, _DuckdbDialectName("duckdb"))
+        persist_duckdb_connections()
         enable_duckdb_regex()
         self.speedups = install_run_speedups()
         # the table must exist before GX will add an asset over it
@@ -123,7 +115,6 @@ class DuckdbValidator:
         self.engine = source.get_execution_engine()
         with self.engine.get_connection() as connection:      # the persisted one GX's queries go through
             self.duckdb = connection.connection.driver_connection
-        self._sa_engine = self.engine.engine
 
     def stage(self, table: pa.Table) -> None:
         """Make ``table`` (with its row numbers added) the batch GX validates next."""
@@ -140,11 +131,9 @@ class DuckdbValidator:
             self.duckdb.commit()
         except duckdb.TransactionException:
             pass
-        from transforms.ingest.expectations import StagedInspector, use_staged_inspector
+        from transforms.ingest.expectations import new_batch
 
-        self.engine._metric_cache.clear()      # every metric GX resolved was of the last batch
-        use_staged_inspector(self.engine, StagedInspector(self._sa_engine, BATCH_TABLE, numbered.column_names)
-                             if self.speedups else None)
+        new_batch(self.engine, BATCH_TABLE, numbered.column_names if self.speedups else None)
 
     def typed(self, query: str) -> pa.Table:
         """A query over the staged batch, as Arrow."""
@@ -164,7 +153,6 @@ class DuckdbValidator:
 
     def validate(self, table: pa.Table, suite: gx.ExpectationSuite):
         self.stage(table)
-        self.engine._inspector = None            # its reflection cache still holds the last batch's columns
         batch = self.batch_definition.get_batch()
         # Two passes: every expectation's verdict first (GX bundles the counts into a query or two per
         # column), then the failing rows' ids only for the expectations that failed: most pass, and in
