@@ -154,3 +154,17 @@ def test_a_metric_id_kept_within_a_run_is_the_id_gx_computes(kwargs):
     with ex.run_speedups():
         first, again = IDDict(kwargs).to_id(), IDDict(dict(kwargs)).to_id()
     assert first == again == plain
+
+
+def test_the_result_kept_is_gx_serialised_then_compacted():
+    import copy
+
+    from transforms.ingest.validate import _compact, _compact_result, duckdb_validator
+
+    result = duckdb_validator().validate(_batch(), _suite())
+    assert any(r.result.get("unexpected_index_list") for r in result.results)
+    kept, reference = _compact_result(copy.deepcopy(result)), _compact(result.to_json_dict())
+    kept.pop("meta"), reference.pop("meta")
+    assert json.dumps(kept, sort_keys=True, default=str) == json.dumps(reference, sort_keys=True, default=str)
+    assert not any(set(r["result"]) & {"unexpected_list", "unexpected_index_list", "partial_unexpected_list"}
+                   for r in kept["results"])

@@ -387,7 +387,7 @@ def split(df: pd.DataFrame, table_name: str, suite: gx.ExpectationSuite,
             keep[bad] = False
             typed = typed_all.filter(pa.array(keep))
     return TableVerdict(table_name, len(frame), clean.reset_index(drop=True), quarantine, bool(result.success),
-                        _compact(result.to_json_dict()), structure_ok, typed, typed_all)
+                        _compact_result(result), structure_ok, typed, typed_all)
 
 
 def described(template: str) -> str:
@@ -505,12 +505,24 @@ def _empty_quarantine(extra: list[str] = ()) -> pd.DataFrame:
                          ["source_row", "field", "rule", "message", "failures", "raw", *extra]})
 
 
+_VALUES_SEEN = ("unexpected_list", "unexpected_index_list", "unexpected_index_query", "partial_unexpected_list",
+                "partial_unexpected_counts", "partial_unexpected_index_list", "details")
+
+
 def _compact(result: dict[str, Any]) -> dict[str, Any]:
     """Keep GX's result as evidence without any of the values it saw: they are raw, un-pseudonymised child
     data (a duplicated CHILD id, a date of birth), and the quarantine already keeps the failing rows, protected."""
     for r in result.get("results", []):
         res = r.get("result") or {}
-        for key in ("unexpected_list", "unexpected_index_list", "unexpected_index_query", "partial_unexpected_list",
-                    "partial_unexpected_counts", "partial_unexpected_index_list", "details"):
+        for key in _VALUES_SEEN:
             res.pop(key, None)
     return result
+
+
+def _compact_result(result) -> dict[str, Any]:
+    """``_compact(result.to_json_dict())``, with the values dropped before GX serialises them (a column of bad
+    values in a large file is as many list entries, each passed through GX's JSON conversion, then dropped)."""
+    for r in result.results:
+        for key in _VALUES_SEEN:
+            (r.result or {}).pop(key, None)
+    return _compact(result.to_json_dict())
