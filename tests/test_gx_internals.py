@@ -76,6 +76,8 @@ def _suite():
         gxe.ExpectColumnToExist(column="CHILD", meta={"rule": "structure"}),
         gxe.ExpectColumnToExist(column="MISSING", meta={"rule": "structure"}),
         gxe.ExpectColumnValuesToNotBeNull(column="CHILD"),
+        gxe.ExpectColumnValuesToNotBeNull(column="MISSING"),       # GX reports the exception in the result
+        ex.ExpectColumnValuesToBeDates(column="MISSING", date_format="%d/%m/%Y"),
         gxe.ExpectColumnValuesToNotBeNull(column="SEX"),
         gxe.ExpectColumnValuesToBeInSet(column="SEX", value_set=["1", "2"]),
         gxe.ExpectColumnValueLengthsToBeBetween(column="CHILD", max_value=10),
