@@ -237,6 +237,7 @@ class StagedInspector:
 
     def __init__(self, engine, table: str, columns: list[str]) -> None:
         self._engine, self._table, self._columns = engine, table, list(columns)
+        self.dialect = engine.dialect
 
     def get_pk_constraint(self, table_name, schema=None, **kw) -> dict:
         if str(table_name) != self._table or schema is not None:
