@@ -44,12 +44,12 @@ PG_HOST, PG_PORT, PG_USER = os.environ.get("PGHOST", "127.0.0.1"), os.environ.ge
     os.environ.get("PGUSER", "postgres")
 REDIS_HOST, REDIS_PORT = os.environ.get("REDIS_HOST", "127.0.0.1"), int(os.environ.get("REDIS_PORT", "6379"))
 BATCH_SUBMISSIONS = 1   # council returns per mapped task instance (--batch-submissions)
-RUNS_SQL = (f"SELECT run_id, state, start_date, end_date FROM dag_run WHERE dag_id = '{DAG_ID}' "
+RUNS_SQL = ("SELECT run_id, state, start_date, end_date FROM dag_run WHERE dag_id = '{dag_id}' "
             "ORDER BY start_date")
-READS_SQL = (f"SELECT count(*) FROM task_instance WHERE dag_id = '{DAG_ID}' AND run_id = '{{run_id}}' "
+READS_SQL = ("SELECT count(*) FROM task_instance WHERE dag_id = '{dag_id}' AND run_id = '{run_id}' "
              "AND task_id = 'read' AND map_index >= 0")
 TIS_SQL = ("SELECT task_id, map_index, state, start_date, end_date, hostname FROM task_instance "
-           f"WHERE dag_id = '{DAG_ID}' AND run_id = '{{run_id}}'")
+           "WHERE dag_id = '{dag_id}' AND run_id = '{run_id}'")
 
 
 def _free_port() -> int:
@@ -107,7 +107,7 @@ def idle_seconds(intervals: list[tuple[datetime, datetime]], start: datetime, en
 
 def _figures(query, run_id: str, run: tuple[datetime, datetime] | None = None) -> dict:
     tis = [dict(zip(("task_id", "map_index", "state", "start", "end", "host"), row))
-           for row in query(TIS_SQL.format(run_id=run_id))]
+           for row in query(TIS_SQL.format(dag_id=DAG_ID, run_id=run_id))]
     ran = [(_ts(t["start"]), _ts(t["end"])) for t in tis if t["start"] and t["end"]]
     return {"task_instances": len(tis), "task_instances_run": len(ran),
             "mapped_per_stage": sum(1 for t in tis if t["task_id"] == "read" and int(t["map_index"]) >= 0),
@@ -154,7 +154,7 @@ def run_dags_test(work: Path, landing: Path) -> dict:
     t0 = time.perf_counter()
     _airflow(["dags", "test", DAG_ID], env, work / "dags-test" / "airflow.log")
     command_seconds = time.perf_counter() - t0
-    [[run_id, state, start, end]] = _sqlite(db, RUNS_SQL)
+    [[run_id, state, start, end]] = _sqlite(db, RUNS_SQL.format(dag_id=DAG_ID))
     return {"setup": "LocalExecutor, SQLite, airflow dags test", "state": state,
             "run_seconds": round((_ts(end) - _ts(start)).total_seconds(), 1),
             "command_seconds": round(command_seconds, 1), **_figures(lambda q: _sqlite(db, q), run_id)}
@@ -241,12 +241,12 @@ def run_services(work: Path, landing: Path, setup: str, workers: int, concurrenc
         _airflow(["dags", "trigger", DAG_ID], env, log)
         deadline = time.monotonic() + 1800
         while True:
-            done = [r for r in query(RUNS_SQL) if r[1] in ("success", "failed")]
-            worked = [r for r in done if query(READS_SQL.format(run_id=r[0]))[0][0] != "0"]
+            done = [r for r in query(RUNS_SQL.format(dag_id=DAG_ID)) if r[1] in ("success", "failed")]
+            worked = [r for r in done if query(READS_SQL.format(dag_id=DAG_ID, run_id=r[0]))[0][0] != "0"]
             if worked:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no run finished: {query(RUNS_SQL)}")
+                raise RuntimeError(f"no run finished: {query(RUNS_SQL.format(dag_id=DAG_ID))}")
             time.sleep(2)
         observed_seconds = time.perf_counter() - t0
         run_id, state, start, end = worked[0]
@@ -270,6 +270,11 @@ def run_services(work: Path, landing: Path, setup: str, workers: int, concurrenc
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+        for p in procs:  # a LocalExecutor worker can outlive its scheduler, idle, in the scheduler's group
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for fh in logs.values():
             fh.close()
         if database:
@@ -397,11 +402,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-preload", action="store_true",
                         help="task processes import for themselves (as before transforms/orchestration/preload.py)")
     parser.add_argument("--parallelism", type=int, help="LocalExecutor's [core] parallelism (default: as configured)")
+    parser.add_argument("--collection", default="ssda903",
+                        help="the collection whose DAG runs (cin_census: XML large enough to read in worker processes)")
     parser.add_argument("--batch-submissions", type=int, default=1,
                         help="CSRETURNS_BATCH_SUBMISSIONS: council returns per mapped task (1: one task each)")
     args = parser.parse_args(argv)
-    global BATCH_SUBMISSIONS
-    BATCH_SUBMISSIONS = args.batch_submissions
+    global BATCH_SUBMISSIONS, DAG_ID
+    BATCH_SUBMISSIONS, DAG_ID = args.batch_submissions, f"collect_{args.collection}"
     setups = args.only or ["startup", "dags-test", "local", "celery"]
     work = Path(tempfile.mkdtemp(prefix="csreturns-bench-airflow-"))
     from transforms.synthetic.generator import generate_landing
@@ -409,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     landing = work / "landing"
     summary = generate_landing(landing, n_las=args.councils, years=[args.year])
     for folder in [*landing.glob("*/*"), landing / "published"]:  # only the SSDA903 DAG runs
-        if folder.is_dir() and folder.name != "ssda903":
+        if folder.is_dir() and folder.name != args.collection:
             shutil.rmtree(folder)
     files = sum(1 for p in landing.rglob("*") if p.is_file())
     print(json.dumps({"landing": f"{args.councils} councils x {args.year}: {files} files",
