@@ -80,3 +80,16 @@ if __name__ == "__main__":
                AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD="transforms.orchestration.preload")
     assert out["method"] == "forkserver" and out["had_gx"] and not out["scheduler_has_gx"]
     assert out["imported"] == []   # the worker imported nothing of it itself
+
+
+def test_make_ui_and_docker_compose_name_the_preload():
+    """``make ui``'s scheduler and the compose file's Celery workers are configured with the modules above."""
+    import yaml
+
+    make = dict(line.removeprefix("export ").split(" := ", 1) for line in (ROOT / "Makefile").read_text().splitlines()
+                if line.startswith("export AIRFLOW__SCHEDULER__MP_"))
+    assert make == {"AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+                    "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "transforms.orchestration.preload"}
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    env = compose["services"]["airflow-worker"]["environment"]
+    assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "transforms.orchestration.celery_config.CELERY_CONFIG"

@@ -42,6 +42,7 @@ itself, as it would without this module.
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 
@@ -100,6 +101,11 @@ def preload(modules: tuple[str, ...] = MODULES) -> list[str]:
         except Exception as exc:   # a task will import it itself and fail there, visibly, if it must
             log.warning("csreturns preload: %s not imported (%s: %s)", name, type(exc).__name__, exc)
             failed.append(name)
+    # What is imported now lives as long as the process: keep it out of the collector's sweeps, here and in
+    # every process forked from here, so a task's first full collection neither walks it nor copies its
+    # pages (Python's gc.freeze, "for a process that will fork() without exec()"; Airflow does the same in
+    # LocalExecutor._spawn_workers_with_gc_freeze and in its Celery worker's on_celery_import_modules).
+    gc.freeze()
     return failed
 
 
