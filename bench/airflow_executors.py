@@ -3,6 +3,14 @@
     .venv/bin/python bench/airflow_executors.py                 # task start-up, then all three setups
     .venv/bin/python bench/airflow_executors.py --only startup  # a task's own start-up only
     .venv/bin/python bench/airflow_executors.py --only celery --councils 8 --workers 2
+    .venv/bin/python bench/airflow_executors.py --only local --parallelism 2 --batch-submissions 25 --no-preload
+
+Task processes fork from workers that imported ``transforms.orchestration.preload`` (``PRELOAD``: the
+scheduler's fork server, or Celery's ``imports``) unless ``--no-preload``; ``--batch-submissions`` sets
+``CSRETURNS_BATCH_SUBMISSIONS`` (default 1 here, 25 in csreturns), ``--collection`` the DAG run
+(``collect_<collection>``), ``--parallelism`` LocalExecutor's ``[core] parallelism``. Besides the run's
+figures, each result gives the seconds with no task running, each stage's summed task time, and each task
+process's DAG parse as Airflow logged it (``dag_file_parse_ms``).
 
 The same synthetic landing area (SSDA903 returns of N councils for one year, one submission per mapped
 task instance so the work can spread) goes through ``collect_ssda903`` three ways (after ``startup``: what

@@ -35,6 +35,9 @@ Why this works (Airflow 3.3.2 as installed, read from its source):
   ``loader.init_worker``, celery 5.6). The scheduler reads the same configuration to send tasks but does
   not import ``imports``.
 
+The price: a task runs the ``transforms`` code its worker imported, so after changing that code restart the
+scheduler (LocalExecutor) or the Celery workers; the DAG files themselves are still parsed by every task.
+
 Importing only: nothing here reads settings, opens the repository or starts a thread of its own (numpy's
 and Arrow's allocators start idle native threads on import, as they do in Airflow's own Celery preload,
 which imports numpy). A module that fails to import is logged and skipped, so a task then imports it
