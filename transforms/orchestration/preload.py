@@ -2,7 +2,7 @@
 
 Name this module in Airflow's configuration and each task process starts with Great Expectations, pandas,
 DuckDB, the stages and the DAG builders already imported, instead of importing them itself (GX alone is
-6-8 s of a validate task's start-up on a loaded 2-core machine; ``bench/airflow_executors.py --only
+4-8 s of a validate task's start-up on a loaded 2-core machine; ``bench/airflow_executors.py --only
 startup`` measures both ways):
 
 LocalExecutor (the scheduler's workers)::
@@ -38,9 +38,10 @@ Why this works (Airflow 3.3.2 as installed, read from its source):
 The price: a task runs the ``transforms`` code its worker imported, so after changing that code restart the
 scheduler (LocalExecutor) or the Celery workers; the DAG files themselves are still parsed by every task.
 
-Importing only: nothing here reads settings, opens the repository or starts a thread of its own (numpy's
-and Arrow's allocators start idle native threads on import, as they do in Airflow's own Celery preload,
-which imports numpy). A module that fails to import is logged and skipped, so a task then imports it
+Importing only: nothing here reads settings, opens the repository or starts a thread of its own. Three
+idle native threads exist after these imports (numpy's OpenBLAS pool, Arrow's jemalloc background thread,
+one more from GX's imports; none holds a lock while idle): Airflow's own Celery preload forks after
+importing numpy the same way, and DuckDB's and Arrow's worker threads start only when a task first uses them. A module that fails to import is logged and skipped, so a task then imports it
 itself, as it would without this module.
 """
 from __future__ import annotations
