@@ -40,7 +40,7 @@ scheduler (LocalExecutor) or the Celery workers; the DAG files themselves are st
 
 Importing only: nothing here reads settings, opens the repository or starts a thread of its own. Three
 idle native threads exist after these imports (numpy's OpenBLAS pool, Arrow's jemalloc background thread,
-one more from GX's imports; none holds a lock while idle): Airflow's own Celery preload forks after
+one more from GX's imports; all idle when the fork happens): Airflow's own Celery preload forks after
 importing numpy the same way, and DuckDB's and Arrow's worker threads start only when a task first uses them. A module that fails to import is logged and skipped, so a task then imports it
 itself, as it would without this module.
 """
