@@ -3,6 +3,14 @@
     .venv/bin/python bench/airflow_executors.py                 # task start-up, then all three setups
     .venv/bin/python bench/airflow_executors.py --only startup  # a task's own start-up only
     .venv/bin/python bench/airflow_executors.py --only celery --councils 8 --workers 2
+    .venv/bin/python bench/airflow_executors.py --only local --parallelism 2 --batch-submissions 25 --no-preload
+
+Task processes fork from workers that imported ``transforms.orchestration.preload`` (``PRELOAD``: the
+scheduler's fork server, or Celery's ``imports``) unless ``--no-preload``; ``--batch-submissions`` sets
+``CSRETURNS_BATCH_SUBMISSIONS`` (default 1 here, 25 in csreturns), ``--collection`` the DAG run
+(``collect_<collection>``), ``--parallelism`` LocalExecutor's ``[core] parallelism``. Besides the run's
+figures, each result gives the seconds with no task running, each stage's summed task time, and each task
+process's DAG parse as Airflow logged it (``dag_file_parse_ms``).
 
 The same synthetic landing area (SSDA903 returns of N councils for one year, one submission per mapped
 task instance so the work can spread) goes through ``collect_ssda903`` three ways (after ``startup``: what
@@ -43,12 +51,13 @@ DAG_ID = "collect_ssda903"
 PG_HOST, PG_PORT, PG_USER = os.environ.get("PGHOST", "127.0.0.1"), os.environ.get("PGPORT", "5432"), \
     os.environ.get("PGUSER", "postgres")
 REDIS_HOST, REDIS_PORT = os.environ.get("REDIS_HOST", "127.0.0.1"), int(os.environ.get("REDIS_PORT", "6379"))
-RUNS_SQL = (f"SELECT run_id, state, start_date, end_date FROM dag_run WHERE dag_id = '{DAG_ID}' "
+BATCH_SUBMISSIONS = 1   # council returns per mapped task instance (--batch-submissions)
+RUNS_SQL = ("SELECT run_id, state, start_date, end_date FROM dag_run WHERE dag_id = '{dag_id}' "
             "ORDER BY start_date")
-READS_SQL = (f"SELECT count(*) FROM task_instance WHERE dag_id = '{DAG_ID}' AND run_id = '{{run_id}}' "
+READS_SQL = ("SELECT count(*) FROM task_instance WHERE dag_id = '{dag_id}' AND run_id = '{run_id}' "
              "AND task_id = 'read' AND map_index >= 0")
 TIS_SQL = ("SELECT task_id, map_index, state, start_date, end_date, hostname FROM task_instance "
-           f"WHERE dag_id = '{DAG_ID}' AND run_id = '{{run_id}}'")
+           "WHERE dag_id = '{dag_id}' AND run_id = '{run_id}'")
 
 
 def _free_port() -> int:
@@ -93,15 +102,30 @@ def max_concurrent(intervals: list[tuple[datetime, datetime]]) -> int:
     return peak
 
 
-def _figures(query, run_id: str) -> dict:
+def idle_seconds(intervals: list[tuple[datetime, datetime]], start: datetime, end: datetime) -> float:
+    """Seconds between ``start`` and ``end`` when no task instance was running (the scheduler's gaps)."""
+    busy, edge = 0.0, start
+    for s, e in sorted(intervals):
+        s, e = max(s, edge), min(e, end)
+        if e > s:
+            busy += (e - s).total_seconds()
+            edge = e
+    return max(0.0, (end - start).total_seconds() - busy)
+
+
+def _figures(query, run_id: str, run: tuple[datetime, datetime] | None = None) -> dict:
     tis = [dict(zip(("task_id", "map_index", "state", "start", "end", "host"), row))
-           for row in query(TIS_SQL.format(run_id=run_id))]
+           for row in query(TIS_SQL.format(dag_id=DAG_ID, run_id=run_id))]
     ran = [(_ts(t["start"]), _ts(t["end"])) for t in tis if t["start"] and t["end"]]
     return {"task_instances": len(tis), "task_instances_run": len(ran),
             "mapped_per_stage": sum(1 for t in tis if t["task_id"] == "read" and int(t["map_index"]) >= 0),
             "max_concurrent_tasks": max_concurrent(ran),
             "hosts": sorted({t["host"] for t in tis if t["host"]}),
-            "task_seconds_sum": round(sum((e - s).total_seconds() for s, e in ran), 1)}
+            "task_seconds_sum": round(sum((e - s).total_seconds() for s, e in ran), 1),
+            **({"idle_seconds": round(idle_seconds(ran, *run), 1)} if run else {}),
+            "seconds_per_task": {t: round(sum((_ts(i["end"]) - _ts(i["start"])).total_seconds() for i in tis
+                                              if i["task_id"] == t and i["start"] and i["end"]), 1)
+                                 for t in sorted({i["task_id"] for i in tis})}}
 
 
 def _env(home: Path, landing: Path, repo: Path, **extra) -> dict:
@@ -109,7 +133,7 @@ def _env(home: Path, landing: Path, repo: Path, **extra) -> dict:
                AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "transforms" / "orchestration" / "plugins"),
                AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME="3600",
                AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True", GX_ANALYTICS_ENABLED="False",
-               CSRETURNS_LANDING=str(landing), CSRETURNS_REPO=str(repo), CSRETURNS_BATCH_SUBMISSIONS="1",
+               CSRETURNS_LANDING=str(landing), CSRETURNS_REPO=str(repo), CSRETURNS_BATCH_SUBMISSIONS=str(BATCH_SUBMISSIONS),
                CSRETURNS_PSEUDONYM_KEY=os.environ.get("CSRETURNS_PSEUDONYM_KEY", "bench-key-not-for-production-0001"))
     env.pop("CSRETURNS_ALERT_EMAIL", None)
     env.update(extra)
@@ -138,14 +162,38 @@ def run_dags_test(work: Path, landing: Path) -> dict:
     t0 = time.perf_counter()
     _airflow(["dags", "test", DAG_ID], env, work / "dags-test" / "airflow.log")
     command_seconds = time.perf_counter() - t0
-    [[run_id, state, start, end]] = _sqlite(db, RUNS_SQL)
+    [[run_id, state, start, end]] = _sqlite(db, RUNS_SQL.format(dag_id=DAG_ID))
     return {"setup": "LocalExecutor, SQLite, airflow dags test", "state": state,
             "run_seconds": round((_ts(end) - _ts(start)).total_seconds(), 1),
             "command_seconds": round(command_seconds, 1), **_figures(lambda q: _sqlite(db, q), run_id)}
 
 
-def run_services(work: Path, landing: Path, setup: str, workers: int, concurrency: int) -> dict:
-    """Start Airflow's processes, unpause the DAG (its schedule starts one run) and wait for that run."""
+# How task processes inherit what the tasks import (transforms/orchestration/preload.py says why each works).
+PRELOAD = {"local": {"AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+                     "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "transforms.orchestration.preload"},
+           "celery": {"AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "transforms.orchestration.celery_config.CELERY_CONFIG"}}
+
+
+def _task_parse_ms(logs: Path) -> dict:
+    """Airflow's own record of each task process's DAG file parse (task_runner.parse logs
+    "Worker startup parse complete" with ``dag_file_parse_ms``): median and largest per task id."""
+    seen: dict[str, list[int]] = {}
+    for path in logs.rglob("*.log"):
+        task_id = next((p.split("=", 1)[1] for p in path.parts if p.startswith("task_id=")), None)
+        for line in path.read_text(errors="replace").splitlines():
+            if "dag_file_parse_ms" in line and task_id:
+                try:
+                    seen.setdefault(task_id, []).append(int(json.loads(line)["dag_file_parse_ms"]))
+                except (ValueError, KeyError):
+                    pass
+    return {t: {"median_ms": sorted(v)[len(v) // 2], "max_ms": max(v), "tasks": len(v)} for t, v in sorted(seen.items())}
+
+
+def run_services(work: Path, landing: Path, setup: str, workers: int, concurrency: int,
+                 preload: bool = True, parallelism: int | None = None) -> dict:
+    """Start Airflow's processes, unpause the DAG (its schedule starts one run) and wait for that run.
+    ``preload``: task processes inherit ``transforms.orchestration.preload`` (``PRELOAD``); ``parallelism``:
+    LocalExecutor's ``[core] parallelism`` (default: as configured, Airflow's 32 unless the environment says)."""
     base = work / setup
     home, repo = base / "airflow", base / "repository"
     home.mkdir(parents=True)
@@ -170,6 +218,11 @@ def run_services(work: Path, landing: Path, setup: str, workers: int, concurrenc
         extra.update(AIRFLOW__CORE__EXECUTOR="LocalExecutor", AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{db}")
         query = lambda q: _sqlite(db, q)  # noqa: E731
         label = "LocalExecutor, SQLite, scheduler + api-server + dag-processor"
+        if parallelism:
+            extra["AIRFLOW__CORE__PARALLELISM"] = str(parallelism)
+    if preload:
+        extra.update(PRELOAD[setup])
+    label += ", tasks forked from a preloaded worker" if preload else ", tasks import for themselves"
     env = _env(home, landing, repo, **extra)
     log = base / "airflow.log"
     _prepare(env, log)
@@ -196,17 +249,20 @@ def run_services(work: Path, landing: Path, setup: str, workers: int, concurrenc
         _airflow(["dags", "trigger", DAG_ID], env, log)
         deadline = time.monotonic() + 1800
         while True:
-            done = [r for r in query(RUNS_SQL) if r[1] in ("success", "failed")]
-            worked = [r for r in done if query(READS_SQL.format(run_id=r[0]))[0][0] != "0"]
+            done = [r for r in query(RUNS_SQL.format(dag_id=DAG_ID)) if r[1] in ("success", "failed")]
+            worked = [r for r in done if query(READS_SQL.format(dag_id=DAG_ID, run_id=r[0]))[0][0] != "0"]
             if worked:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no run finished: {query(RUNS_SQL)}")
+                raise RuntimeError(f"no run finished: {query(RUNS_SQL.format(dag_id=DAG_ID))}")
             time.sleep(2)
         observed_seconds = time.perf_counter() - t0
         run_id, state, start, end = worked[0]
         result = {"setup": label, "state": state, "run_seconds": round((_ts(end) - _ts(start)).total_seconds(), 1),
-                  "trigger_to_finish_seconds": round(observed_seconds, 1), **_figures(query, run_id)}
+                  "trigger_to_finish_seconds": round(observed_seconds, 1),
+                  "parallelism": env.get("AIRFLOW__CORE__PARALLELISM", "32 (default)") if setup == "local" else None,
+                  **_figures(query, run_id, (_ts(start), _ts(end))),
+                  "task_dag_parse": _task_parse_ms(home / "logs")}
         if setup == "celery":  # task instances record the machine's hostname, so count per worker from its log
             for fh in logs.values():
                 fh.flush()
@@ -222,6 +278,11 @@ def run_services(work: Path, landing: Path, setup: str, workers: int, concurrenc
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+        for p in procs:  # a LocalExecutor worker can outlive its scheduler, idle, in the scheduler's group
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for fh in logs.values():
             fh.close()
         if database:
@@ -246,38 +307,96 @@ os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = sys.argv[1]
 t0 = time.perf_counter()
 runpy.run_path(sys.argv[2])                                     # the DAG file, building only that DAG
 t1 = time.perf_counter()
+from airflow.sdk.plugins_manager import integrate_macros_plugins
+integrate_macros_plugins()                                      # as get_template_context does: the plugins folder
+t2 = time.perf_counter()
 for module in sys.argv[3:]:
     importlib.import_module(module)
-t2 = time.perf_counter()
-print(json.dumps({"parse_dag_s": t1 - t0, "imports_s": t2 - t1}))
+t3 = time.perf_counter()
+print(json.dumps({"parse_dag_s": t1 - t0, "plugins_s": t2 - t1, "imports_s": t3 - t2}))
+"""
+
+
+_STARTUP_WARM = """
+import importlib, json, os, runpy, sys, time
+t0 = time.perf_counter()
+import airflow.sdk, airflow.sdk.execution_time.task_runner
+import transforms.orchestration.preload                        # what the fork server (or Celery worker) imports once
+preload_s = time.perf_counter() - t0
+dag_id, dag_file, repeats, plan = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+out = {"preload_s": preload_s, "tasks": {}}
+for task_id, modules in plan.items():
+    runs = []
+    for _ in range(repeats):
+        read, write = os.pipe()
+        t0 = time.perf_counter()                                 # CLOCK_MONOTONIC: the same clock in the child
+        pid = os.fork()                                          # as ActivitySubprocess.start does on Linux
+        if pid == 0:
+            os.close(read)
+            os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = dag_id
+            t1 = time.perf_counter()
+            runpy.run_path(dag_file)
+            t2 = time.perf_counter()
+            from airflow.sdk.plugins_manager import integrate_macros_plugins
+            integrate_macros_plugins()
+            t3 = time.perf_counter()
+            for module in modules:
+                importlib.import_module(module)
+            t4 = time.perf_counter()
+            os.write(write, json.dumps({"fork_s": t1 - t0, "parse_dag_s": t2 - t1, "plugins_s": t3 - t2,
+                                        "imports_s": t4 - t3, "startup_s": t4 - t0}).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as fh:
+            runs.append(json.loads(fh.read()))
+        os.waitpid(pid, 0)
+    runs.sort(key=lambda r: r["startup_s"])
+    out["tasks"][task_id] = runs[len(runs) // 2]
+print(json.dumps(out))
 """
 
 
 def run_startup(work: Path, landing: Path, repeats: int = 3) -> dict:
     """A task's own start-up: what a LocalExecutor (or Celery) worker's task process does before the task's
-    code runs, in a fresh interpreter that has imported Airflow's task SDK (as the worker has): parse the
-    DAG file for ``collect_ssda903`` only, then import what the task's callable imports. Median of
-    ``repeats`` runs per task."""
+    code runs: parse the DAG file for ``collect_ssda903`` only, load the plugins folder (as the task runner's
+    ``get_template_context`` does), then import what the task's callable imports.
+    Median of ``repeats`` runs per task, measured two ways:
+
+    - ``cold``: a fresh interpreter that has imported Airflow's task SDK (as the worker has) does it;
+    - ``warm``: one process imports ``transforms.orchestration.preload`` once (``preload_s``, paid once per
+      worker process: what the scheduler's fork server or a Celery worker does when configured as that
+      module says), then forks a child per task that does it, as Airflow's supervisor forks a task
+      process from its worker (``os.fork``); ``startup_s`` runs from before the fork to the end of the
+      imports, in the child.
+    """
     home = work / "startup" / "airflow"
     home.mkdir(parents=True)
-    env = _env(home, landing, work / "startup" / "repository",
-               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}")
-    out = {}
+    env = {**_env(home, landing, work / "startup" / "repository",
+                  AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}"), "PYTHONPATH": str(ROOT)}
+    dag_file = str(ROOT / "dags" / "collections.py")
+    cold = {}
     for task_id, modules in TASK_IMPORTS.items():
         runs = []
         for _ in range(repeats):
-            done = subprocess.run([sys.executable, "-c", _STARTUP, DAG_ID, str(ROOT / "dags" / "collections.py"),
-                                   *modules], env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                                  text=True, timeout=300)
+            done = subprocess.run([sys.executable, "-c", _STARTUP, DAG_ID, dag_file, *modules], env=env,
+                                  capture_output=True, text=True, timeout=300)
             if done.returncode != 0:
                 raise RuntimeError(f"start-up of {task_id} failed: {done.stderr[-2000:]}")
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        runs.sort(key=lambda r: r["parse_dag_s"] + r["imports_s"])
-        median = runs[len(runs) // 2]
-        out[task_id] = {"parse_dag_s": round(median["parse_dag_s"], 2), "imports_s": round(median["imports_s"], 2),
-                        "startup_s": round(median["parse_dag_s"] + median["imports_s"], 2)}
-    return {"setup": "task start-up (DAG parse + the task's imports, fresh interpreter with the task SDK)",
-            "state": "success", "tasks": out}
+        for r in runs:
+            r["startup_s"] = r["parse_dag_s"] + r["plugins_s"] + r["imports_s"]
+        runs.sort(key=lambda r: r["startup_s"])
+        cold[task_id] = {k: round(v, 2) for k, v in runs[len(runs) // 2].items()}
+    done = subprocess.run([sys.executable, "-c", _STARTUP_WARM, DAG_ID, dag_file, str(repeats),
+                           json.dumps(TASK_IMPORTS)], env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"warm start-up failed: {done.stderr[-2000:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    warm = {task_id: {k: round(v, 3) for k, v in r.items()} for task_id, r in measured["tasks"].items()}
+    return {"setup": "task start-up (DAG parse + plugins + the task's imports): cold = fresh interpreter with the task SDK, "
+                     "warm = forked from a process that imported transforms.orchestration.preload",
+            "state": "success", "preload_s": round(measured["preload_s"], 2),
+            "tasks": {t: {"cold": cold[t], "warm": warm[t]} for t in TASK_IMPORTS}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,7 +407,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1, help="task slots per Celery worker")
     parser.add_argument("--only", choices=["startup", "dags-test", "local", "celery"], action="append")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) afterwards")
+    parser.add_argument("--no-preload", action="store_true",
+                        help="task processes import for themselves (as before transforms/orchestration/preload.py)")
+    parser.add_argument("--parallelism", type=int, help="LocalExecutor's [core] parallelism (default: as configured)")
+    parser.add_argument("--collection", default="ssda903",
+                        help="the collection whose DAG runs (cin_census: XML large enough to read in worker processes)")
+    parser.add_argument("--batch-submissions", type=int, default=1,
+                        help="CSRETURNS_BATCH_SUBMISSIONS: council returns per mapped task (1: one task each)")
     args = parser.parse_args(argv)
+    global BATCH_SUBMISSIONS, DAG_ID
+    BATCH_SUBMISSIONS, DAG_ID = args.batch_submissions, f"collect_{args.collection}"
     setups = args.only or ["startup", "dags-test", "local", "celery"]
     work = Path(tempfile.mkdtemp(prefix="csreturns-bench-airflow-"))
     from transforms.synthetic.generator import generate_landing
@@ -296,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     landing = work / "landing"
     summary = generate_landing(landing, n_las=args.councils, years=[args.year])
     for folder in [*landing.glob("*/*"), landing / "published"]:  # only the SSDA903 DAG runs
-        if folder.is_dir() and folder.name != "ssda903":
+        if folder.is_dir() and folder.name != args.collection:
             shutil.rmtree(folder)
     files = sum(1 for p in landing.rglob("*") if p.is_file())
     print(json.dumps({"landing": f"{args.councils} councils x {args.year}: {files} files",
@@ -317,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         elif setup == "dags-test":
             result = run_dags_test(work, landing)
         else:
-            result = run_services(work, landing, setup, args.workers, args.concurrency)
+            result = run_services(work, landing, setup, args.workers, args.concurrency,
+                                  preload=not args.no_preload, parallelism=args.parallelism)
         result["load_average_after"] = [round(x, 1) for x in os.getloadavg()]  # other work on the machine shows here
         results.append(result)
         print(json.dumps(result), flush=True)

@@ -102,14 +102,19 @@ def collection_dag(collection_id: str):
 
         @task(map_index_template="{{ submission['submission'] }}", show_return_value_in_logs=False)
         def read(submission: dict) -> dict:
+            """The submission's files read into raw tables under staging by ``read_batch``, as the CLI reads
+            them, in this task's own process unless ``CSRETURNS_READ_WORKERS`` asks for more: the executor
+            already runs a task per core, and the fork server ``read_batch`` starts its workers from is a new
+            interpreter for every task process, which cost more than it saved here (bench/README.md,
+            2026-11-30: a 2-council CIN batch read in 1.3-1.8 s in the task, 3.1-3.3 s with two workers)."""
             from transforms.ingest.landing import Arrival
-            from transforms.ingest.stages import read_stage
+            from transforms.ingest.stages import read_batch
             from transforms.store.repository import Repository
 
             repo = Repository(_paths()[1])
             files = []
-            for arrival in submission["arrivals"]:
-                landed = read_stage(repo, Arrival.from_dict(arrival))
+            arrivals = [Arrival.from_dict(a) for a in submission["arrivals"]]
+            for landed in read_batch(repo, arrivals, workers=settings.current().read_workers or 1):
                 print(f"{landed.arrival.relpath}: {landed.rows_in} rows read"
                       + (f"; problem: {landed.problem}" if landed.problem else "")
                       + (f"; duplicate of {landed.duplicate_of}" if landed.duplicate_of else ""))
