@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # -- read ------------------------------------------------------------------------------------------
 PARALLEL_MIN_BYTES = 4 << 20   # a batch smaller than this is read in-process: starting workers costs more
+NORMALISED_KEY = b"csreturns.normalised"   # Parquet metadata of a staged table made canonical when read
 
 
 def read_stage(repo: Repository, arrival: Arrival, load_id: str | None = None) -> LandedFile:
@@ -113,7 +114,11 @@ def _screen(repo: Repository, arrival: Arrival, load_id: str | None = None) -> L
 
 
 def _parse(repo: Repository, landed: LandedFile) -> LandedFile:
-    """Parse the file and stage its raw tables; an unreadable file is rejected with the reader's reason."""
+    """Parse the file and stage its tables; an unreadable file is rejected with the reader's reason.
+
+    A council's table is staged canonical (``normalise_table``, its counts on ``landed.normalised``, the
+    Parquet file marked ``NORMALISED_KEY``), so this work runs in the read workers, in parallel;
+    published statistics are staged as published."""
     arrival = landed.arrival
     try:
         raw = _read(arrival)
@@ -121,12 +126,33 @@ def _parse(repo: Repository, landed: LandedFile) -> LandedFile:
         return landed.reject(str(exc), _count_csv_rows(arrival))
     staging = repo.staging_dir(landed.load_id) / "raw"
     staging.mkdir(parents=True, exist_ok=True)
-    for name, df in raw.tables.items():
+    coll = schema.collection(arrival.collection)
+    for name, table in raw.tables.items():
         path = staging / f"{name}.parquet"
-        df.to_parquet(path, index=False)
+        if not isinstance(table, pa.Table):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        if not coll.is_published:
+            table, counts = normalise_table(table, coll.table(name, arrival.return_year))
+            for key, n in counts.items():
+                landed.normalised[key] = landed.normalised.get(key, 0) + n
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), NORMALISED_KEY: b"1"})
+        pq.write_table(table, path)
         landed.raw[name] = str(path)
     landed.rows_in, landed.meta = raw.rows, raw.meta
     return landed
+
+
+def staged_table(landed: LandedFile, name: str, spec: schema.Table | None) -> pa.Table:
+    """A file's staged table ``name`` with cosmetic variants made canonical: as the read stage staged it
+    (``NORMALISED_KEY`` in its Parquet metadata), or normalised here when it was staged raw (a staging
+    area written before this change), counted on ``landed.normalised``. ``spec`` None (published
+    statistics): the cells as published."""
+    table = pq.read_table(landed.raw[name])
+    if spec is not None and NORMALISED_KEY not in (table.schema.metadata or {}):
+        table, counts = normalise_table(table, spec)
+        for key, n in counts.items():
+            landed.normalised[key] = landed.normalised.get(key, 0) + n
+    return table
 
 
 def _parse_in_worker(repo_root: str, landed: LandedFile) -> LandedFile:
@@ -150,7 +176,7 @@ def _read(arrival: Arrival) -> RawTables:
     if arrival.format == "xlsx":
         from transforms.ingest.readers.xlsx import read_xlsx
         return read_xlsx(arrival.path, coll, tables)
-    return read_records(arrival.path, coll, tables)
+    return read_records(arrival.path, coll, tables, arrow=True)
 
 
 def _count_csv_rows(arrival: Arrival) -> int:
