@@ -218,14 +218,18 @@ class _Step:
     level: str | None = None                       # the sequence key this step's position gives
     tables: list[_RowPlan] = field(default_factory=list)
     below: dict[str, "_Step"] = field(default_factory=dict)
-    leaves: frozenset = frozenset()                # children whose text a row here reads ("Sex")
-    parents: frozenset = frozenset()               # children whose children's texts it reads ("ChildIdentifiers")
+    leaves: set[str] = field(default_factory=set)  # children whose text a row here reads ("Sex")
+    parents: dict[str, dict[str, str]] = field(default_factory=dict)   # a child whose children's texts it
+    # reads -> their names -> the path they give ("ChildIdentifiers" -> "LAchildID" -> "ChildIdentifiers/LAchildID")
 
     def wants(self, paths) -> None:
-        """Note the relative paths (``A`` or ``A/B``) whose values the rows here look up."""
-        paths = list(paths)
-        self.leaves = self.leaves | {p for p in paths if "/" not in p}
-        self.parents = self.parents | {p.split("/", 1)[0] for p in paths if "/" in p}
+        """Note the relative paths (``A`` or ``A/B``; deeper ones never give a value) the rows here read."""
+        for path in paths:
+            parts = path.split("/")
+            if len(parts) == 1:
+                self.leaves.add(path)
+            elif len(parts) == 2:
+                self.parents.setdefault(parts[0], {})[parts[1]] = path
 
 
 def _plan(coll: Collection, tables: list[Table]) -> tuple[dict[str, _Step], list[_RowPlan]]:
@@ -267,22 +271,26 @@ def _visit(node: _Step, elem, ordinals: dict[str, int], inherited: dict[str, str
     found: dict[str, str] = {}
     leaves, parents, below = node.leaves, node.parents, node.below
     subs = []
-    for child in elem.iterchildren(etree.Element):
+    for child in elem:
         tag = child.tag
+        if type(tag) is not str:
+            continue                            # a processing instruction
         if tag[0] == "{":
             tag = tag[tag.index("}") + 1:]
-        if len(child):
-            if tag in parents:
-                for grand in child.iterchildren(etree.Element):
+        grands = parents.get(tag)
+        if grands is not None and len(child):
+            for grand in child:
+                name = grand.tag
+                if type(name) is not str:
+                    continue
+                key = grands.get(name if name[0] != "{" else name[name.index("}") + 1:])
+                if key is not None and key not in found:
                     text = grand.text
                     if text is not None:
                         text = text.strip()
                         if text:
-                            name = grand.tag
-                            key = f"{tag}/{name if name[0] != '{' else name[name.index('}') + 1:]}"
-                            if key not in found:
-                                found[key] = text
-        elif tag in leaves and tag not in found:
+                            found[key] = text
+        elif tag in leaves and tag not in found and not len(child):
             text = child.text
             if text is not None:
                 text = text.strip()
