@@ -69,9 +69,10 @@ def read_batch(repo: Repository, arrivals: list[Arrival], workers: int | None = 
     folder (its pid marks them live, ``Repository.staging_dir``); a worker only parses a file and writes its
     raw tables into the folder. With one worker, one file to parse or fewer than ``PARALLEL_MIN_BYTES``
     landed, everything happens in this process. Workers come from a fork server (this process may hold
-    DuckDB's and Arrow's threads, which a plain fork would copy mid-state); as with any such pool, a script
-    calling this must keep its top level under ``if __name__ == "__main__":`` (workers import the main
-    module).
+    DuckDB's and Arrow's threads, which a plain fork would copy mid-state) and stay for the next batch of
+    this process (``_read_pool``: a pool's start costs 0.5-1.5 s, about a tenth of a national batch's read);
+    as with any such pool, a script calling this must keep its top level under
+    ``if __name__ == "__main__":`` (workers import the main module).
     """
     from transforms import settings
 
@@ -85,17 +86,49 @@ def read_batch(repo: Repository, arrivals: list[Arrival], workers: int | None = 
         return screened
     for i in todo:
         repo.staging_dir(screened[i].load_id)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-    context = multiprocessing.get_context("forkserver")   # no fork of a process holding DuckDB's or Arrow's threads
-    context.set_forkserver_preload([__name__])
     order = sorted(todo, key=lambda i: -(screened[i].arrival.bytes or 0))   # largest first: shortest makespan
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+    pool = _read_pool(workers)
+    try:
         done = pool.map(_parse_in_worker, [str(repo.root)] * len(order), [screened[i] for i in order])
         for i, landed in zip(order, done):
             screened[i] = landed
+    except BrokenProcessPool:
+        _drop_read_pool()       # a worker died (killed, out of memory): the next batch starts a new pool
+        raise
     return screened
+
+
+_POOL: tuple[int, int, object] | None = None    # (pid of the owner, workers, ProcessPoolExecutor)
+
+
+def _read_pool(workers: int):
+    """This process's pool of ``workers`` read workers, started on first use (its processes as tasks
+    need them) and kept for later batches; a pool of another size, or one inherited through a fork, is
+    not reused."""
+    global _POOL
+    import os
+
+    if _POOL is not None and _POOL[:2] == (os.getpid(), workers):
+        return _POOL[2]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if _POOL is not None and _POOL[0] == os.getpid():
+        _drop_read_pool()
+    context = multiprocessing.get_context("forkserver")   # no fork of a process holding DuckDB's or Arrow's threads
+    context.set_forkserver_preload([__name__])
+    _POOL = (os.getpid(), workers, ProcessPoolExecutor(workers, mp_context=context))
+    return _POOL[2]
+
+
+def _drop_read_pool() -> None:
+    """Shut this process's read pool down (its workers exit once idle)."""
+    global _POOL
+    if _POOL is not None:
+        pool, _POOL = _POOL[2], None
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _screen(repo: Repository, arrival: Arrival, load_id: str | None = None) -> LandedFile:

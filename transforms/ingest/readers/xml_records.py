@@ -301,7 +301,8 @@ def _visit(node: _Step, elem, ordinals: dict[str, int], inherited: dict[str, str
             subs.append((step, child))
     if inherit is not None:                     # the record itself: what its rows inherit is its own
         inherited = {name: found.get(p) for name, p in inherit.items()}
-    _rows(node, elem, ordinals, found, inherited)
+    if node.tables:
+        _rows(node, elem, ordinals, found, inherited)
     if subs:
         counts: dict[int, int] = {}
         for step, child in subs:
