@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -86,21 +88,20 @@ def read_batch(repo: Repository, arrivals: list[Arrival], workers: int | None = 
         return screened
     for i in todo:
         repo.staging_dir(screened[i].load_id)
-    from concurrent.futures.process import BrokenProcessPool
-
     order = sorted(todo, key=lambda i: -(screened[i].arrival.bytes or 0))   # largest first: shortest makespan
     pool = _read_pool(workers)
     try:
         done = pool.map(_parse_in_worker, [str(repo.root)] * len(order), [screened[i] for i in order])
         for i, landed in zip(order, done):
             screened[i] = landed
-    except BrokenProcessPool:
-        _drop_read_pool()       # a worker died (killed, out of memory): the next batch starts a new pool
+    except BaseException:
+        _drop_read_pool()       # waits for the files in hand; a worker that died leaves a pool no batch can use
         raise
     return screened
 
 
 _POOL: tuple[int, int, object] | None = None    # (pid of the owner, workers, ProcessPoolExecutor)
+_POOL_LOCK = threading.Lock()
 
 
 def _read_pool(workers: int):
@@ -108,27 +109,28 @@ def _read_pool(workers: int):
     need them) and kept for later batches; a pool of another size, or one inherited through a fork, is
     not reused."""
     global _POOL
-    import os
-
-    if _POOL is not None and _POOL[:2] == (os.getpid(), workers):
-        return _POOL[2]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    if _POOL is not None and _POOL[0] == os.getpid():
-        _drop_read_pool()
-    context = multiprocessing.get_context("forkserver")   # no fork of a process holding DuckDB's or Arrow's threads
-    context.set_forkserver_preload([__name__])
-    _POOL = (os.getpid(), workers, ProcessPoolExecutor(workers, mp_context=context))
-    return _POOL[2]
+    with _POOL_LOCK:
+        if _POOL is not None and _POOL[:2] == (os.getpid(), workers):
+            return _POOL[2]
+        if _POOL is not None and _POOL[0] == os.getpid():
+            _POOL[2].shutdown(wait=True)
+        context = multiprocessing.get_context("forkserver")   # no fork of a process holding DuckDB's or Arrow's threads
+        context.set_forkserver_preload([__name__])
+        _POOL = (os.getpid(), workers, ProcessPoolExecutor(workers, mp_context=context))
+        return _POOL[2]
 
 
 def _drop_read_pool() -> None:
-    """Shut this process's read pool down (its workers exit once idle)."""
+    """Shut this process's read pool down: files not started are cancelled, those being parsed finished
+    (as leaving a ``with ProcessPoolExecutor`` block did); the next batch starts a new pool."""
     global _POOL
-    if _POOL is not None:
-        pool, _POOL = _POOL[2], None
-        pool.shutdown(wait=False, cancel_futures=True)
+    with _POOL_LOCK:
+        pool, _POOL = (_POOL[2] if _POOL is not None and _POOL[0] == os.getpid() else None), None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _screen(repo: Repository, arrival: Arrival, load_id: str | None = None) -> LandedFile:
