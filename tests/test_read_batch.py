@@ -2,6 +2,7 @@
 import json
 import os
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLES, need, put
@@ -67,3 +68,24 @@ def test_read_workers_default_to_the_cores_this_process_may_use_and_one_keeps_re
     monkeypatch.setenv("CSRETURNS_READ_WORKERS", "-2")
     with pytest.raises(settings.SettingsError, match="CSRETURNS_READ_WORKERS"):
         settings.current()
+
+
+def test_tables_are_staged_canonical_by_the_read_workers_and_counted_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(stages, "PARALLEL_MIN_BYTES", 0)
+    landing = tmp_path / "landing"
+    put(landing, "301/ssda903/year=2018/header.csv",
+        "CHILD,SEX,DOB,ETHNIC,UPN,MOTHER,MC_DOB\n 1001.0 ,2.0,27/03/2008,wrom,,,\nB2,1,09/09/2011,REFU,,,\n")
+    put(landing, "302/ssda903/year=2018/header.csv", SAMPLES / "ssda903" / "header.csv")
+    files = read_batch(Repository(tmp_path / "repo"), discover(landing), workers=2)
+    odd = next(f for f in files if f.arrival.la_code == "301")
+    staged = pq.read_table(odd.raw["header"])
+    assert staged.schema.metadata[stages.NORMALISED_KEY] == b"1"
+    assert staged.column("CHILD").to_pylist() == ["1001", "B2"] and staged.column("ETHNIC").to_pylist() == ["WROM", "REFU"]
+    assert odd.normalised == {"CHILD: id": 1, "SEX: code": 1, "ETHNIC: code": 1}
+    spec = stages.schema.collection("ssda903").table("header", 2018)
+    assert stages.staged_table(odd, "header", spec).equals(staged) and odd.normalised["CHILD: id"] == 1
+    raw = tmp_path / "raw.parquet"          # a table staged raw (before this change) is normalised by validate
+    pq.write_table(staged.replace_schema_metadata(None).set_column(1, "CHILD", pa.array([" 1001.0 ", "B2"])), raw)
+    odd.raw["header"], odd.normalised = str(raw), {}
+    assert stages.staged_table(odd, "header", spec).column("CHILD").to_pylist() == ["1001", "B2"]
+    assert odd.normalised == {"CHILD: id": 1}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from datetime import date
 from pathlib import Path
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 # -- read ------------------------------------------------------------------------------------------
 PARALLEL_MIN_BYTES = 4 << 20   # a batch smaller than this is read in-process: starting workers costs more
+NORMALISED_KEY = b"csreturns.normalised"   # Parquet metadata of a staged table made canonical when read
 
 
 def read_stage(repo: Repository, arrival: Arrival, load_id: str | None = None) -> LandedFile:
@@ -71,9 +73,10 @@ def read_batch(repo: Repository, arrivals: list[Arrival], workers: int | None = 
     folder (its pid marks them live, ``Repository.staging_dir``); a worker only parses a file and writes its
     raw tables into the folder. With one worker, one file to parse or fewer than ``PARALLEL_MIN_BYTES``
     landed, everything happens in this process. Workers come from a fork server (this process may hold
-    DuckDB's and Arrow's threads, which a plain fork would copy mid-state); as with any such pool, a script
-    calling this must keep its top level under ``if __name__ == "__main__":`` (workers import the main
-    module).
+    DuckDB's and Arrow's threads, which a plain fork would copy mid-state) and stay for the next batch of
+    this process (``_read_pool``: a pool's start costs 0.5-1.5 s, about a tenth of a national batch's read);
+    as with any such pool, a script calling this must keep its top level under
+    ``if __name__ == "__main__":`` (workers import the main module).
     """
     from transforms import settings
 
@@ -87,17 +90,49 @@ def read_batch(repo: Repository, arrivals: list[Arrival], workers: int | None = 
         return screened
     for i in todo:
         repo.staging_dir(screened[i].load_id)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("forkserver")   # no fork of a process holding DuckDB's or Arrow's threads
-    context.set_forkserver_preload([__name__])
     order = sorted(todo, key=lambda i: -(screened[i].arrival.bytes or 0))   # largest first: shortest makespan
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+    pool = _read_pool(workers)
+    try:
         done = pool.map(_parse_in_worker, [str(repo.root)] * len(order), [screened[i] for i in order])
         for i, landed in zip(order, done):
             screened[i] = landed
+    except BaseException:
+        _drop_read_pool()       # waits for the files in hand; a worker that died leaves a pool no batch can use
+        raise
     return screened
+
+
+_POOL: tuple[int, int, object] | None = None    # (pid of the owner, workers, ProcessPoolExecutor)
+_POOL_LOCK = threading.Lock()
+
+
+def _read_pool(workers: int):
+    """This process's pool of ``workers`` read workers, started on first use (its processes as tasks
+    need them) and kept for later batches; a pool of another size, or one inherited through a fork, is
+    not reused."""
+    global _POOL
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with _POOL_LOCK:
+        if _POOL is not None and _POOL[:2] == (os.getpid(), workers):
+            return _POOL[2]
+        if _POOL is not None and _POOL[0] == os.getpid():
+            _POOL[2].shutdown(wait=True)
+        context = multiprocessing.get_context("forkserver")   # no fork of a process holding DuckDB's or Arrow's threads
+        context.set_forkserver_preload([__name__])
+        _POOL = (os.getpid(), workers, ProcessPoolExecutor(workers, mp_context=context))
+        return _POOL[2]
+
+
+def _drop_read_pool() -> None:
+    """Shut this process's read pool down: files not started are cancelled, those being parsed finished
+    (as leaving a ``with ProcessPoolExecutor`` block did); the next batch starts a new pool."""
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = (_POOL[2] if _POOL is not None and _POOL[0] == os.getpid() else None), None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _screen(repo: Repository, arrival: Arrival, load_id: str | None = None) -> LandedFile:
@@ -116,7 +151,11 @@ def _screen(repo: Repository, arrival: Arrival, load_id: str | None = None) -> L
 
 
 def _parse(repo: Repository, landed: LandedFile) -> LandedFile:
-    """Parse the file and stage its raw tables; an unreadable file is rejected with the reader's reason."""
+    """Parse the file and stage its tables; an unreadable file is rejected with the reader's reason.
+
+    A council's table is staged canonical (``normalise_table``, its counts on ``landed.normalised``, the
+    Parquet file marked ``NORMALISED_KEY``), so this work runs in the read workers, in parallel;
+    published statistics are staged as published."""
     arrival = landed.arrival
     try:
         raw = _read(arrival)
@@ -124,12 +163,33 @@ def _parse(repo: Repository, landed: LandedFile) -> LandedFile:
         return landed.reject(str(exc), _count_csv_rows(arrival))
     staging = repo.staging_dir(landed.load_id) / "raw"
     staging.mkdir(parents=True, exist_ok=True)
-    for name, df in raw.tables.items():
+    coll = schema.collection(arrival.collection)
+    for name, table in raw.tables.items():
         path = staging / f"{name}.parquet"
-        df.to_parquet(path, index=False)
+        if not isinstance(table, pa.Table):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        if not coll.is_published:
+            table, counts = normalise_table(table, coll.table(name, arrival.return_year))
+            for key, n in counts.items():
+                landed.normalised[key] = landed.normalised.get(key, 0) + n
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), NORMALISED_KEY: b"1"})
+        pq.write_table(table, path)
         landed.raw[name] = str(path)
     landed.rows_in, landed.meta = raw.rows, raw.meta
     return landed
+
+
+def staged_table(landed: LandedFile, name: str, spec: schema.Table | None) -> pa.Table:
+    """A file's staged table ``name`` with cosmetic variants made canonical: as the read stage staged it
+    (``NORMALISED_KEY`` in its Parquet metadata), or normalised here when it was staged raw (a staging
+    area written before this change), counted on ``landed.normalised``. ``spec`` None (published
+    statistics): the cells as published."""
+    table = pq.read_table(landed.raw[name])
+    if spec is not None and NORMALISED_KEY not in (table.schema.metadata or {}):
+        table, counts = normalise_table(table, spec)
+        for key, n in counts.items():
+            landed.normalised[key] = landed.normalised.get(key, 0) + n
+    return table
 
 
 def _parse_in_worker(repo_root: str, landed: LandedFile) -> LandedFile:
@@ -153,7 +213,7 @@ def _read(arrival: Arrival) -> RawTables:
     if arrival.format == "xlsx":
         from transforms.ingest.readers.xlsx import read_xlsx
         return read_xlsx(arrival.path, coll, tables)
-    return read_records(arrival.path, coll, tables)
+    return read_records(arrival.path, coll, tables, arrow=True)
 
 
 def _count_csv_rows(arrival: Arrival) -> int:
@@ -200,7 +260,7 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
     for (collection_id, name, year, _), members in groups.items():
         coll = schema.collection(collection_id)
         spec = None if coll.is_published else coll.table(name, year)
-        parts = [_normalised(m, name, spec) for m in members]
+        parts = [staged_table(m, name, spec) for m in members]
         raw = pa.concat_tables([t.append_column(BATCH_COLUMN, pa.array(np.full(t.num_rows, i, np.int64)))
                                 for i, t in enumerate(parts)], promote_options="permissive")
         typed_all = None
@@ -256,17 +316,6 @@ def check_rules_as_received(repo: Repository, files: list[LandedFile],
     except Exception as exc:  # noqa: BLE001 - the rules must not stop the batch's rows from loading
         which = str(exc).split(":", 1)[0] if isinstance(exc, RuleError) else type(exc).__name__
         log.error("DfE rules could not run on the returns as received (%s); they run after the load", which)
-
-
-def _normalised(landed: LandedFile, name: str, spec: schema.Table | None) -> pa.Table:
-    """A file's raw table with cosmetic variants made canonical (``transforms.ingest.normalise``), counted
-    on the record; published statistics keep their cells as published."""
-    raw = pq.read_table(landed.raw[name])
-    if spec is not None:
-        raw, counts = normalise_table(raw, spec)
-        for key, n in counts.items():
-            landed.normalised[key] = landed.normalised.get(key, 0) + n
-    return raw
 
 
 def _published_suite(coll: schema.Collection, landed: LandedFile):

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 from lxml import etree
 
 from transforms.ingest.readers import RawTables, UnreadableFile
@@ -194,33 +194,6 @@ def _text(elem) -> str | None:
     return value or None
 
 
-def _values(elem) -> dict[str, str]:
-    """Texts of an element's children and grandchildren by relative path, in one pass (``find`` per
-    column was the reader's main cost). The first non-empty occurrence wins."""
-    values: dict[str, str] = {}
-    for child in elem.iterchildren(etree.Element):
-        tag = child.tag
-        if tag[0] == "{":
-            tag = tag[tag.index("}") + 1:]
-        if len(child):
-            for grand in child.iterchildren(etree.Element):
-                text = grand.text
-                if text is not None:
-                    text = text.strip()
-                    if text:
-                        name = grand.tag
-                        key = f"{tag}/{name if name[0] != '{' else name[name.index('}') + 1:]}"
-                        if key not in values:
-                            values[key] = text
-        else:
-            text = child.text
-            if text is not None:
-                text = text.strip()
-                if text and tag not in values:
-                    values[tag] = text
-    return values
-
-
 @dataclass
 class _RowPlan:
     """How one table takes a row from its element: columns by relative paths, in the frame's order."""
@@ -240,17 +213,23 @@ class _RowPlan:
 @dataclass
 class _Step:
     """A node of the schema's paths below a record: the tables whose rows are the elements here, and the
-    steps further down. Every table's path is walked once per record, shared prefixes once."""
-    tag: str = ""                                  # "{*}name": lxml's filter for the name in any namespace
+    steps further down (by element name, without a namespace). Every table's path is walked once per
+    record, shared prefixes once, in one pass over each element's children."""
     level: str | None = None                       # the sequence key this step's position gives
     tables: list[_RowPlan] = field(default_factory=list)
     below: dict[str, "_Step"] = field(default_factory=dict)
-    steps: list[tuple["_Step", bool]] = field(default_factory=list)     # ``below`` with ``reads_values``
+    leaves: set[str] = field(default_factory=set)  # children whose text a row here reads ("Sex")
+    parents: dict[str, dict[str, str]] = field(default_factory=dict)   # a child whose children's texts it
+    # reads -> their names -> the path they give ("ChildIdentifiers" -> "LAchildID" -> "ChildIdentifiers/LAchildID")
 
-    @property
-    def reads_values(self) -> bool:
-        """Whether a row here looks values up below its element (not a value table's alone)."""
-        return any(p.lookups for p in self.tables)
+    def wants(self, paths) -> None:
+        """Note the relative paths (``A`` or ``A/B``; deeper ones never give a value) the rows here read."""
+        for path in paths:
+            parts = path.split("/")
+            if len(parts) == 1:
+                self.leaves.add(path)
+            elif len(parts) == 2:
+                self.parents.setdefault(parts[0], {})[parts[1]] = path
 
 
 def _plan(coll: Collection, tables: list[Table]) -> tuple[dict[str, _Step], list[_RowPlan]]:
@@ -265,24 +244,78 @@ def _plan(coll: Collection, tables: list[Table]) -> tuple[dict[str, _Step], list
         own_record = (coll.base_tables.get(table.name, {}).get("xml") or {}).get("record", record_tag)
         node = roots.setdefault(own_record, _Step())
         for step in (s for s in (table.xml_path or "").split("/") if s):
-            node = node.below.setdefault(step, _Step(f"{{*}}{step}", levels.get(step)))
+            node = node.below.setdefault(step, _Step(levels.get(step)))
         lookups = [(c.name, c.xml) for c in table.columns if c.name != table.xml_value]
         own = [1 + i for i, c in enumerate(table.columns) if c.name not in inherit]
         value_at = 1 + table.names.index(table.xml_value) if table.xml_value else None
         plan = _RowPlan(table, lookups, own if table.xml_skip_empty else [], list(table.sequence_keys), value_at)
         plan.inherit_at = [(i, name) for i, (name, _) in enumerate(lookups) if name in inherit]
         node.tables.append(plan)
+        node.wants(p for _, paths in lookups for p in paths)
         plans.append(plan)
     roots = roots or {record_tag: _Step()}
-    todo = list(roots.values())
-    while todo:                                 # each step's children with whether their rows read values
-        node = todo.pop()
-        node.steps = [(step, step.reads_values) for step in node.below.values()]
-        todo.extend(node.below.values())
+    for root in roots.values():                 # a record's values give what its tables inherit
+        root.wants(inherit.values())
     return roots, plans
 
 
-def _visit(node: _Step, elem, ordinals: dict[str, int], found: dict[str, str], inherited: dict[str, str]) -> None:
+def _visit(node: _Step, elem, ordinals: dict[str, int], inherited: dict[str, str | None],
+           inherit: dict[str, str] | None = None) -> None:
+    """Take the rows of ``node``'s tables from ``elem`` and walk on below it. For a record, ``inherit``
+    names the paths of the values its rows and every row below inherit (``inherited`` is then ignored).
+
+    One pass over ``elem``'s children finds the texts its rows read (``A`` from a child without
+    children, ``A/B`` from a grandchild; the first non-empty occurrence wins) and the children that are
+    steps further down, which are then visited in document order, so each table's rows come in the
+    order of its elements in the file."""
+    found: dict[str, str] = {}
+    leaves, parents, below = node.leaves, node.parents, node.below
+    subs = []
+    for child in elem:
+        tag = child.tag
+        if type(tag) is not str:
+            continue                            # a processing instruction
+        if tag[0] == "{":
+            tag = tag[tag.index("}") + 1:]
+        grands = parents.get(tag)
+        if grands is not None and len(child):
+            for grand in child:
+                name = grand.tag
+                if type(name) is not str:
+                    continue
+                key = grands.get(name if name[0] != "{" else name[name.index("}") + 1:])
+                if key is not None and key not in found:
+                    text = grand.text
+                    if text is not None:
+                        text = text.strip()
+                        if text:
+                            found[key] = text
+        elif tag in leaves and tag not in found and not len(child):
+            text = child.text
+            if text is not None:
+                text = text.strip()
+                if text:
+                    found[tag] = text
+        step = below.get(tag)
+        if step is not None:
+            subs.append((step, child))
+    if inherit is not None:                     # the record itself: what its rows inherit is its own
+        inherited = {name: found.get(p) for name, p in inherit.items()}
+    if node.tables:
+        _rows(node, elem, ordinals, found, inherited)
+    if subs:
+        counts: dict[int, int] = {}
+        for step, child in subs:
+            if step.level is None:
+                _visit(step, child, ordinals, inherited)
+            else:
+                n = counts[id(step)] = counts.get(id(step), 0) + 1
+                _visit(step, child, {**ordinals, step.level: n}, inherited)
+
+
+def _rows(node: _Step, elem, ordinals: dict[str, int], found: dict[str, str], inherited: dict[str, str]) -> None:
+    """The rows of ``node``'s tables that ``elem`` gives (``found``: its values by relative path)."""
+    line = None
     for plan in node.tables:
         values = [found.get(p) for p in plan.first]
         for i, paths in plan.more:              # further paths, in order, while none has given a value
@@ -293,7 +326,9 @@ def _visit(node: _Step, elem, ordinals: dict[str, int], found: dict[str, str], i
         for i, name in plan.inherit_at:         # the record's value where the row has none
             if values[i] is None:
                 values[i] = inherited.get(name)
-        row = [source_line(elem), *values]
+        if line is None:
+            line = source_line(elem)
+        row = [line, *values]
         if plan.value_at is not None:
             row.insert(plan.value_at, _text(elem))
         if plan.own and all(row[i] is None for i in plan.own):
@@ -301,22 +336,18 @@ def _visit(node: _Step, elem, ordinals: dict[str, int], found: dict[str, str], i
         for key in plan.keys:
             row.append(ordinals.get(key))
         plan.rows.append(tuple(row))
-    for step, reads in node.steps:
-        if step.level is None:
-            for child in elem.iterchildren(step.tag):
-                _visit(step, child, ordinals, _values(child) if reads else {}, inherited)
-        else:
-            for i, child in enumerate(elem.iterchildren(step.tag), 1):
-                _visit(step, child, {**ordinals, step.level: i}, _values(child) if reads else {}, inherited)
 
 
-def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables:
+def read_records(path: Path, coll: Collection, tables: list[Table], arrow: bool = False) -> RawTables:
     """The file's rows of each table, as strings (``source_row`` the line its element starts on).
 
     Streaming: lxml parses the file record by record (``xml.record``, and any table's own record) and each
     record is dropped once its rows are taken. The schema's paths below a record form one tree walked once
-    per record (lxml picks children by name, in any namespace, in C). Raises ``UnreadableFile`` for a root
-    other than the schema's, a DTD, or XML that is not well-formed (depth limits named as such).
+    per record, one pass over each element's children (names matched without their namespace). Each table
+    comes as a DataFrame, or with ``arrow`` as a ``pyarrow.Table`` (no pandas: the read stage writes it to
+    Parquet as it is): ``source_row`` int64, the table's columns strings (null where absent), then its
+    sequence keys (1-based positions, int64). Raises ``UnreadableFile`` for a root other than the schema's,
+    a DTD, or XML that is not well-formed (depth limits named as such).
     """
     spec = coll.spec["xml"]
     root_tag, header = root_and_header(path, spec.get("header"))
@@ -334,11 +365,9 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
             tag = _local(record.tag)
             counts[tag] = counts.get(tag, 0) + 1
             records += tag == record_tag
-            record_values = _values(record)
-            inherited = {name: record_values.get(p) for name, p in inherit.items()}
             # the record's own position keys its tables when the schema names it a level (SEN2 Person)
             start = {levels[tag]: counts[tag]} if tag in levels else {}
-            _visit(roots[tag], record, start, record_values, inherited)
+            _visit(roots[tag], record, start, {}, inherit)
             record.clear(keep_tail=False)
             parent = record.getparent()
             while parent is not None and record.getprevious() is not None:
@@ -347,8 +376,26 @@ def read_records(path: Path, coll: Collection, tables: list[Table]) -> RawTables
         raise UnreadableFile(_syntax_problem(exc)) from None
     frames = {}
     for plan in plans:
-        table = plan.table
-        columns = ["source_row", *table.names, *table.sequence_keys]
-        frames[table.name] = pd.DataFrame(plan.rows, columns=columns).astype({c: "str" for c in table.names})
+        table = _arrow_table(plan)
+        frames[plan.table.name] = table if arrow else table.to_pandas()
     meta = dict(header, records=str(records))
     return RawTables(frames, meta)
+
+
+def _arrow_table(plan: _RowPlan) -> pa.Table:
+    """A plan's rows as columns: the types pandas gave them before (a column of positions with a gap is
+    float64, one with no value at all, or no rows, is of null type), so staged files read back the same."""
+    table = plan.table
+    names = ["source_row", *table.names, *table.sequence_keys]
+    text = set(table.names)
+    columns = list(zip(*plan.rows)) if plan.rows else [()] * len(names)
+    arrays = []
+    for name, values in zip(names, columns):
+        if name in text:
+            arrays.append(pa.array(values, pa.large_string()))
+            continue
+        values = pa.array(values)
+        if values.null_count and pa.types.is_integer(values.type):
+            values = values.cast(pa.float64())
+        arrays.append(values)
+    return pa.Table.from_arrays(arrays, names=names)
