@@ -29,8 +29,10 @@ from transforms.store.repository import Repository  # noqa: E402
 from transforms.synthetic.generator import generate_landing  # noqa: E402
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory in MiB of this process, or (``RUSAGE_CHILDREN``) of the largest of its worker
+    processes that has ended (the readers, the DfE rules' worker)."""
+    return resource.getrusage(who).ru_maxrss / 1024
 
 
 def duckdb_floor(arrivals, out: Path) -> tuple[float, int]:
@@ -124,6 +126,7 @@ def main(argv=None) -> int:
         "ratio_to_floor_ssda903_without_rules": round(ours_903_checks / floor_s, 2) if floor_s else None,
         "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
         "peak_rss_mib": round(peak_rss_mib()),
+        "peak_rss_workers_mib": round(peak_rss_mib(resource.RUSAGE_CHILDREN)),
     }
     print(json.dumps(figures, indent=2, default=str))
     if args.json:

@@ -89,3 +89,29 @@ def test_tables_are_staged_canonical_by_the_read_workers_and_counted_once(tmp_pa
     odd.raw["header"], odd.normalised = str(raw), {}
     assert stages.staged_table(odd, "header", spec).column("CHILD").to_pylist() == ["1001", "B2"]
     assert odd.normalised == {"CHILD: id": 1}
+
+
+def pending_verdicts(repo_root):
+    """The DfE rules' verdicts awaiting the load, per return, without the load ids (new per ingest)."""
+    out = {}
+    for path in sorted((repo_root / "rule_pending").rglob("*.parquet")):
+        rows = pq.read_table(path).drop_columns(["load_id", "run_id"]).to_pylist()
+        out[str(path.relative_to(repo_root))] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+    return out
+
+
+def test_the_dfe_rules_run_in_a_kept_read_worker_with_the_same_verdicts_as_in_process(batch, tmp_path, caplog):
+    """After a parallel read the process keeps its read workers; the rules on the returns as received run
+    in one of them while GX checks the batch, and find what they find in the validating process."""
+    results = {}
+    for name, workers in (("in_process", 1), ("worker", 2)):
+        stages._drop_read_pool()
+        repo = Repository(tmp_path / name)
+        files = read_batch(repo, batch, workers=workers)
+        assert (stages._kept_pool() is not None) == (workers > 1)
+        stages.validate_batch(repo, files)
+        results[name] = pending_verdicts(tmp_path / name)
+    stages._drop_read_pool()
+    assert "worker process failed" not in caplog.text
+    assert results["worker"] == results["in_process"]
+    assert sum(len(v) for v in results["worker"].values()) > 0   # the samples do break rules

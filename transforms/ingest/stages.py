@@ -120,7 +120,7 @@ def _read_pool(workers: int):
         if _POOL is not None and _POOL[0] == os.getpid():
             _POOL[2].shutdown(wait=True)
         context = multiprocessing.get_context("forkserver")   # no fork of a process holding DuckDB's or Arrow's threads
-        context.set_forkserver_preload([__name__])
+        context.set_forkserver_preload([__name__, "transforms.ingest.rules"])
         _POOL = (os.getpid(), workers, ProcessPoolExecutor(workers, mp_context=context))
         return _POOL[2]
 
@@ -133,6 +133,12 @@ def _drop_read_pool() -> None:
         pool, _POOL = (_POOL[2] if _POOL is not None and _POOL[0] == os.getpid() else None), None
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _kept_pool():
+    """This process's read pool if a batch has started one (``_read_pool``), else None."""
+    with _POOL_LOCK:
+        return _POOL[2] if _POOL is not None and _POOL[0] == os.getpid() else None
 
 
 def _screen(repo: Repository, arrival: Arrival, load_id: str | None = None) -> LandedFile:
@@ -270,9 +276,7 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
             for i, landed in enumerate(members):
                 received[(landed.load_id, name)] = typed_all.filter(pc.equal(batch_of, i)).drop_columns([BATCH_COLUMN])
         prepared.append((coll, spec, name, members, raw, typed_all))
-    rules = threading.Thread(target=check_rules_as_received, args=(repo, files, received),
-                             name="dfe-rules-as-received", daemon=True)
-    rules.start()
+    rules = _RulesAsReceived(repo, files, received)
     try:
         for coll, spec, name, members, raw, typed_all in prepared:
             if spec is None:
@@ -295,8 +299,44 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
                 pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
                 landed.quarantine_rows = str(path)
     finally:
-        rules.join()
+        rules.finish()
     return files
+
+
+class _RulesAsReceived:
+    """``check_rules_as_received`` beside the rest of validation. When this process keeps a pool of read
+    workers (``_read_pool``: the command line's ingest, which read the batch through it), the rules run in
+    one of them while GX checks the batch here: DuckDB's rule queries and GX's Python then use two cores
+    instead of taking turns on one interpreter lock. Otherwise (an Airflow task, whose read ran in another
+    task) they run here when ``finish`` is called: starting workers would cost more than it saves. The
+    worker's summaries are logged here, so the log reads the same either way."""
+
+    def __init__(self, repo: Repository, files: list[LandedFile], typed: dict[tuple[str, str], pa.Table]) -> None:
+        from transforms.ingest.rules import rules
+
+        self.repo, self.files, self.typed, self.future = repo, files, typed, None
+        pool = _kept_pool()
+        if pool is not None and typed and any(f.readable and rules(f.arrival.collection) for f in files):
+            try:
+                self.future = pool.submit(_rules_in_worker, str(repo.root), files, typed)
+            except RuntimeError:   # the pool was shut down (a failed read): check here
+                self.future = None
+
+    def finish(self) -> None:
+        if self.future is None:
+            _log_rules(*_rules_as_received(self.repo, self.files, self.typed))
+            return
+        try:
+            outcome = self.future.result()
+        except Exception as exc:  # noqa: BLE001 - the worker died: check here, as without one
+            log.warning("DfE rules' worker process failed (%s); checking in this process", type(exc).__name__)
+            _drop_read_pool()
+            outcome = _rules_as_received(self.repo, self.files, self.typed)
+        _log_rules(*outcome)
+
+
+def _rules_in_worker(repo_root: str, files: list[LandedFile], typed: dict) -> tuple[list[dict], str | None]:
+    return _rules_as_received(Repository(repo_root), files, typed)
 
 
 def check_rules_as_received(repo: Repository, files: list[LandedFile],
@@ -307,15 +347,26 @@ def check_rules_as_received(repo: Repository, files: list[LandedFile],
     step after the load). If they cannot run (a bug in a rule), the batch still validates and loads, and
     ``check_rules`` checks the return from the repository (where the bug then raises). Only the kind of
     failure is logged, never its text (it could quote a value of the return)."""
+    _log_rules(*_rules_as_received(repo, files, typed))
+
+
+def _rules_as_received(repo: Repository, files: list[LandedFile], typed: dict | None
+                       ) -> tuple[list[dict], str | None]:
+    """``check_received``'s summaries, and the kind of failure if the rules could not run (None if they ran)."""
     from transforms.ingest.rules import RuleError, check_received
 
     try:
-        for run in check_received(repo, files, typed):
-            log.info("DfE rules on %s %s %s as received: %s failure(s)", run["collection"], run["la_code"],
-                     run["return_year"], run["errors"])
+        return check_received(repo, files, typed), None
     except Exception as exc:  # noqa: BLE001 - the rules must not stop the batch's rows from loading
-        which = str(exc).split(":", 1)[0] if isinstance(exc, RuleError) else type(exc).__name__
-        log.error("DfE rules could not run on the returns as received (%s); they run after the load", which)
+        return [], str(exc).split(":", 1)[0] if isinstance(exc, RuleError) else type(exc).__name__
+
+
+def _log_rules(runs: list[dict], failure: str | None) -> None:
+    for run in runs:
+        log.info("DfE rules on %s %s %s as received: %s failure(s)", run["collection"], run["la_code"],
+                 run["return_year"], run["errors"])
+    if failure:
+        log.error("DfE rules could not run on the returns as received (%s); they run after the load", failure)
 
 
 def _published_suite(coll: schema.Collection, landed: LandedFile):
