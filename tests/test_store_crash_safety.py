@@ -209,3 +209,26 @@ def test_a_batch_without_room_is_refused_naming_the_repository(tmp_path):
     with pytest.raises(OutOfSpace, match=f"not enough space in {repo.root} for a batch") as caught:
         repo.ensure_room(1 << 62, "a batch of 3 file(s)")
     assert "nothing of it was committed" in str(caught.value) and "run the same command again" in str(caught.value)
+
+
+def test_a_ledger_file_another_writer_adds_is_seen_by_a_repository_object_that_listed_before(tmp_path, monkeypatch):
+    """The ledger folder is listed again only when it changed (its mtime); a file another process commits
+    later (another Airflow worker) is still seen."""
+    import shutil as _shutil
+
+    from transforms.store import repository
+    from transforms.store.repository import LEDGER_SCHEMA
+
+    monkeypatch.setattr(repository, "LEDGER_SETTLE_NS", 0)   # trust every listing: the mtime alone decides
+    first = Repository(tmp_path / "repo")
+    first.ledger_dir.mkdir(parents=True, exist_ok=True)
+    assert first.loaded_copy_of("a" * 64) is None
+    assert first.loaded_copy_of("a" * 64) is None      # listed once, remembered with the folder's mtime
+    time.sleep(0.05)                                   # past the file system clock's tick
+    writer = Repository(tmp_path / "repo")
+    source = tmp_path / "one.parquet"
+    row = {name: None for name in LEDGER_SCHEMA.names}
+    row.update(load_id="20261130T000000.000000Z-aaaaaa", sha256="a" * 64, status="loaded", relpath="x.csv")
+    pq.write_table(pa.Table.from_pylist([row], schema=LEDGER_SCHEMA), source)
+    _shutil.copy(source, writer.ledger_dir / f"{row['load_id']}.parquet")
+    assert first.loaded_copy_of("a" * 64) == row["load_id"]

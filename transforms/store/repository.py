@@ -106,6 +106,7 @@ class Partition:
         return path / f"la_code={self.la_code}" / f"return_year={self.return_year}"
 
 
+LEDGER_SETTLE_NS = 1_000_000_000   # a folder's mtime this recent may hide a file added in the same clock tick
 STAGING_GRACE_SECONDS = 24 * 3600   # staging of a dead Airflow task may still be wanted by the next task
 TMP_GRACE_SECONDS = 3600            # rule results' temporary files are written outside the writer lock
 PINNED_KEPT = 2                     # catalogue snapshots whose files are kept (an analyst may hold the older)
@@ -240,8 +241,18 @@ class Repository:
 
     # -- reading the ledger -------------------------------------------------------------------------
     def _refresh_ledger(self) -> dict:
-        """Ledger files are immutable, so only those not read before are read (cheap on every call)."""
-        state = self.__dict__.setdefault("_ledger_state", {"rows": {}, "loaded_sha": {}, "seen": set()})
+        """Ledger files are immutable, so only those not read before are read, and the folder is only listed
+        again when it has changed (its mtime; a listing in the last ``LEDGER_SETTLE_NS`` of a change is not
+        trusted, as a file system's clock may be coarser): called for every file a batch reads and loads, a
+        listing each time made a national year's read and load quadratic in the ledger's size."""
+        state = self.__dict__.setdefault("_ledger_state", {"rows": {}, "loaded_sha": {}, "seen": set(), "mtime": None})
+        try:
+            mtime = os.stat(self.ledger_dir).st_mtime_ns
+        except FileNotFoundError:
+            return state
+        if mtime == state["mtime"]:
+            return state
+        settled = time.time_ns() - mtime > LEDGER_SETTLE_NS
         for f in self.ledger_dir.glob("*.parquet"):
             if f.stem in state["rows"]:
                 continue
@@ -250,6 +261,7 @@ class Repository:
             state["seen"].add((row["relpath"], row["sha256"]))
             if row["status"] in ("loaded", "partly_loaded"):
                 state["loaded_sha"].setdefault(row["sha256"], row["load_id"])
+        state["mtime"] = mtime if settled else None
         return state
 
     def ledger(self, snapshot: Snapshot | None = None) -> pd.DataFrame:
