@@ -62,7 +62,7 @@ class TableVerdict:
     gx_success: bool
     gx_result: dict[str, Any] = field(default_factory=dict)
     structure_ok: bool = True
-    typed: pa.Table | None = None       # the clean rows typed in DuckDB (``typed_sql``), batch column kept
+    typed: pa.Table | None = None       # the clean rows typed in DuckDB (``typed_arrow``), batch column kept
     typed_all: pa.Table | None = None   # every row typed the same way, in batch order (what the DfE rules see)
 
     @property
@@ -134,11 +134,6 @@ class DuckdbValidator:
         from transforms.ingest.expectations import new_batch
 
         new_batch(self.engine, BATCH_TABLE, numbered.column_names if self.speedups else None)
-
-    def typed(self, query: str) -> pa.Table:
-        """A query over the staged batch, as Arrow."""
-        self.duckdb.abort()
-        return self.duckdb.sql(query).to_arrow_table()   # execute() would copy the rows once more
 
     def duplicated_rows(self, columns: list[str]) -> list[int]:
         """Row numbers of the staged batch whose values in ``columns`` recur, by GX's SQL definition (a
@@ -431,13 +426,12 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def typed_sql(table: Table, date_format: str, present: list[str], bad_rows: list[int],
-              source: str = BATCH_TABLE, row_id: str | None = ROW_ID) -> str:
-    """The DuckDB query that types the staged batch's clean rows as the schema says: dates with the return's format, whole numbers and numbers from their text, booleans
-    from true/false, 1/0, y/n, yes/no in any case; output column names; ``_``-prefixed batch columns kept.
-    A value that does not convert is an empty cell (NULL): for clean rows it passed validation, so it was
-    empty. ``source``: the relation to read (default the staged batch), ``row_id`` its row-number column
-    (rows come back in its order; None: in the relation's order, and ``bad_rows`` must be empty)."""
+def typed_sql(table: Table, date_format: str, present: list[str], source: str) -> str:
+    """The DuckDB query that types the rows of ``source`` (text columns ``present``) as the schema says:
+    dates with the return's format, whole numbers and numbers from their text, booleans from true/false,
+    1/0, y/n, yes/no in any case; output column names; ``_``-prefixed batch columns kept; rows in the
+    relation's order. A value that does not convert is an empty cell (NULL): for a clean row it passed
+    validation, so it was empty."""
     lowered = {"true": sorted(TRUE_VALUES), "false": sorted(FALSE_VALUES)}
     select = []
     for col in table.columns:
@@ -459,25 +453,22 @@ def typed_sql(table: Table, date_format: str, present: list[str], bad_rows: list
     select += [f"CAST({_quoted(k)} AS INTEGER) AS {_quoted(k)}" for k in table.sequence_keys]
     select.append("CAST(source_row AS BIGINT) AS source_row")
     select += [_quoted(c) for c in present if c.startswith("_")]
-    where = f" WHERE {row_id} NOT IN ({', '.join(map(str, bad_rows))})" if bad_rows else ""
-    order = f" ORDER BY {row_id}" if row_id else ""
-    return f"SELECT {', '.join(select)} FROM {source}{where}{order}"
+    return f"SELECT {', '.join(select)} FROM {source}"
 
 
 _TYPING = threading.local()
 
 
 def typed_arrow(table: pa.Table, spec: Table, date_format: str) -> pa.Table:
-    """Every row of a raw text table (a reader's output, ``source_row`` and any ``_`` columns kept) typed as
-    ``typed_sql`` types the clean rows, in a DuckDB connection of this thread's own: the same typing for
-    the rows the row checks will quarantine (a value that is not a date or a number is NULL)."""
+    """Every row of a raw text table (a reader's output, ``source_row`` and any ``_`` columns kept) typed by
+    ``typed_sql`` in a DuckDB connection of this thread's own, in the table's order: what the DfE rules see
+    (a value that is not a date or a number is NULL) and, filtered to the clean rows, what is loaded."""
     con = getattr(_TYPING, "con", None)
     if con is None:
         con = _TYPING.con = duckdb.connect()
     con.register("_raw_table", table)
     try:
-        return con.sql(typed_sql(spec, date_format, table.column_names, [], source="_raw_table",
-                                 row_id=None)).to_arrow_table()
+        return con.sql(typed_sql(spec, date_format, table.column_names, "_raw_table")).to_arrow_table()
     finally:
         con.unregister("_raw_table")
 
