@@ -318,7 +318,7 @@ class _RulesAsReceived:
         pool = _kept_pool()
         if pool is not None and typed and any(f.readable and rules(f.arrival.collection) for f in files):
             try:
-                self.future = pool.submit(_rules_in_worker, str(repo.root), files, typed)
+                self.future = pool.submit(_rules_in_worker, str(repo.root), files, typed, _settings_environ())
             except RuntimeError:   # the pool was shut down (a failed read): check here
                 self.future = None
 
@@ -335,7 +335,18 @@ class _RulesAsReceived:
         _log_rules(*outcome)
 
 
-def _rules_in_worker(repo_root: str, files: list[LandedFile], typed: dict) -> tuple[list[dict], str | None]:
+def _settings_environ() -> dict[str, str]:
+    """This process's ``CSRETURNS_*`` variables (``transforms.settings``; the pseudonymisation key among them)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("CSRETURNS_")}
+
+
+def _rules_in_worker(repo_root: str, files: list[LandedFile], typed: dict, environ: dict[str, str]
+                     ) -> tuple[list[dict], str | None]:
+    """``_rules_as_received`` in a read worker, under the validating process's settings ``environ``: a worker
+    has the environment its fork server started with, and a key set since would give other tokens."""
+    for k in [k for k in os.environ if k.startswith("CSRETURNS_") and k not in environ]:
+        del os.environ[k]
+    os.environ.update(environ)
     return _rules_as_received(Repository(repo_root), files, typed)
 
 
