@@ -51,3 +51,40 @@ def test_rules_in_a_kept_worker_pseudonymise_with_the_key_the_validating_process
     stages._drop_read_pool()
     assert any(r["child_id"] for rows in results["worker"].values() for r in rows)
     assert results["worker"] == results["in_process"]
+
+
+def _kill_workers(pool) -> None:
+    """SIGKILL every worker process of a ProcessPoolExecutor (the OOM killer's way) and wait for them to go."""
+    import os
+    import signal
+    import time
+
+    pids = list(pool._processes)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(p.is_alive() for p in pool._processes.values()):
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("settle", [0.0, 1.0])
+def test_read_workers_killed_between_batches_cost_neither_batch(returns_903, tmp_path, caplog, settle):
+    """A kept worker killed while idle (after a batch's read): that batch's rules still run (in this
+    process) with the same verdicts, and the next batch reads with a new pool instead of failing."""
+    import time
+
+    stages._drop_read_pool()
+    ref = Repository(tmp_path / "in_process")
+    stages.validate_batch(ref, read_batch(ref, returns_903, workers=1))
+    repo = Repository(tmp_path / "killed")
+    files = read_batch(repo, returns_903, workers=2)
+    _kill_workers(stages._kept_pool())
+    time.sleep(settle)                 # the pool may or may not have noticed yet
+    stages.validate_batch(repo, files)
+    assert pending_verdicts(tmp_path / "killed") == pending_verdicts(tmp_path / "in_process")
+    again = Repository(tmp_path / "next")
+    files = read_batch(again, returns_903, workers=2)
+    assert all(f.raw and not f.problem for f in files)
+    stages.validate_batch(again, files)
+    stages._drop_read_pool()
+    assert pending_verdicts(tmp_path / "next") == pending_verdicts(tmp_path / "in_process")

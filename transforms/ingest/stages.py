@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 from pathlib import Path
 
@@ -91,14 +92,21 @@ def read_batch(repo: Repository, arrivals: list[Arrival], workers: int | None = 
     for i in todo:
         repo.staging_dir(screened[i].load_id)
     order = sorted(todo, key=lambda i: -(screened[i].arrival.bytes or 0))   # largest first: shortest makespan
-    pool = _read_pool(workers)
-    try:
-        done = pool.map(_parse_in_worker, [str(repo.root)] * len(order), [screened[i] for i in order])
-        for i, landed in zip(order, done):
-            screened[i] = landed
-    except BaseException:
-        _drop_read_pool()       # waits for the files in hand; a worker that died leaves a pool no batch can use
-        raise
+    given = [screened[i] for i in order]
+    while True:
+        kept = _kept_pool()
+        pool = _read_pool(workers)
+        try:
+            done = list(pool.map(_parse_in_worker, [str(repo.root)] * len(order), given))
+            break
+        except BaseException as exc:
+            _drop_read_pool()   # waits for the files in hand; a worker that died leaves a pool no batch can use
+            if pool is not kept or not isinstance(exc, BrokenProcessPool):
+                raise
+            # a worker kept from an earlier batch had died (killed while idle): once more, with new workers
+            log.warning("a kept read worker process had died; reading the batch with new ones")
+    for i, landed in zip(order, done):
+        screened[i] = landed
     return screened
 
 
@@ -115,7 +123,7 @@ def _read_pool(workers: int):
     from concurrent.futures import ProcessPoolExecutor
 
     with _POOL_LOCK:
-        if _POOL is not None and _POOL[:2] == (os.getpid(), workers):
+        if _POOL is not None and _POOL[:2] == (os.getpid(), workers) and not _POOL[2]._broken:
             return _POOL[2]
         if _POOL is not None and _POOL[0] == os.getpid():
             _POOL[2].shutdown(wait=True)
@@ -136,9 +144,10 @@ def _drop_read_pool() -> None:
 
 
 def _kept_pool():
-    """This process's read pool if a batch has started one (``_read_pool``), else None."""
+    """This process's read pool if a batch has started one (``_read_pool``) and none of its workers is known
+    to have died, else None."""
     with _POOL_LOCK:
-        return _POOL[2] if _POOL is not None and _POOL[0] == os.getpid() else None
+        return _POOL[2] if _POOL is not None and _POOL[0] == os.getpid() and not _POOL[2]._broken else None
 
 
 def _screen(repo: Repository, arrival: Arrival, load_id: str | None = None) -> LandedFile:
@@ -319,8 +328,9 @@ class _RulesAsReceived:
         if pool is not None and typed and any(f.readable and rules(f.arrival.collection) for f in files):
             try:
                 self.future = pool.submit(_rules_in_worker, str(repo.root), files, typed, _settings_environ())
-            except RuntimeError:   # the pool was shut down (a failed read): check here
+            except RuntimeError:   # the pool was shut down (a failed read) or a worker died: check here
                 self.future = None
+                _drop_read_pool()  # the next batch starts new workers
 
     def finish(self) -> None:
         if self.future is None:
