@@ -88,3 +88,39 @@ def test_read_workers_killed_between_batches_cost_neither_batch(returns_903, tmp
     stages.validate_batch(again, files)
     stages._drop_read_pool()
     assert pending_verdicts(tmp_path / "next") == pending_verdicts(tmp_path / "in_process")
+
+
+def test_rules_worker_killed_while_checking_leaves_the_same_verdicts(returns_903, tmp_path, caplog):
+    """The worker running the rules is SIGKILLed as soon as the rules are handed to it: the validating
+    process checks the returns itself (same verdicts), logs only the kind of failure, and the next batch
+    reads with new workers."""
+    import threading
+    import time
+
+    stages._drop_read_pool()
+    ref = Repository(tmp_path / "in_process")
+    stages.validate_batch(ref, read_batch(ref, returns_903, workers=1))
+    repo = Repository(tmp_path / "killed")
+    files = read_batch(repo, returns_903, workers=2)
+    pool = stages._kept_pool()
+    stop = threading.Event()
+
+    def killer():
+        while not stop.is_set():
+            if pool._pending_work_items:          # the rules were submitted: kill the workers mid-run
+                _kill_workers(pool)
+                return
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        stages.validate_batch(repo, files)
+    finally:
+        stop.set()
+        thread.join()
+    assert "DfE rules' worker process failed (BrokenProcessPool)" in caplog.text
+    assert pending_verdicts(tmp_path / "killed") == pending_verdicts(tmp_path / "in_process")
+    again = Repository(tmp_path / "next")
+    assert all(f.raw and not f.problem for f in read_batch(again, returns_903, workers=2))
+    stages._drop_read_pool()
