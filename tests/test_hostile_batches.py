@@ -169,3 +169,59 @@ def pa_array(values):
     import pyarrow as pa
 
     return pa.array(values, pa.string())
+
+
+def _ledger_of(repo_root) -> list[tuple]:
+    """(relpath, sha256, status, duplicate_of is set) of every ledger row, read from the ledger files."""
+    import pyarrow as pa
+
+    rows = pa.concat_tables([pq.read_table(p) for p in sorted((repo_root / "ledger").glob("*.parquet"))],
+                            promote_options="permissive").to_pylist()
+    return sorted((r["relpath"], r["sha256"], r["status"], r["duplicate_of"] is not None) for r in rows)
+
+
+def test_two_processes_ingesting_the_same_file_into_one_repository_load_it_once(tmp_path):
+    """Two command-line ingests at once into one repository, each landing area holding the same file (and
+    one of its own): whichever commits second sees the first's ledger row under the writer lock (the
+    ledger folder's listing is cached by its mtime) and records a duplicate."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    for side, own in (("a", "302"), ("b", "303")):
+        put(tmp_path / side, "301/ssda903/year=2024/episodes.csv", need(SAMPLES / "ssda903" / "episodes.csv"))
+        put(tmp_path / side, f"{own}/ssda903/year=2024/header.csv", SAMPLES / "ssda903" / "header.csv")
+    repo = tmp_path / "repo"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = [subprocess.Popen([sys.executable, "-m", "transforms.cli", "ingest", str(tmp_path / side), "--repo",
+                              str(repo), "--quiet"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for side in ("a", "b")]
+    for run in runs:
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, err.decode()[-2000:]
+    ledger = _ledger_of(repo)
+    shared = [r for r in ledger if r[0] == "301/ssda903/year=2024/episodes.csv"]
+    assert sorted(r[2] for r in shared) == ["duplicate", "loaded"] and [r[3] for r in shared if r[2] == "duplicate"] == [True]
+    headers = [r for r in ledger if r[0].endswith("header.csv")]
+    # the two header files have the same bytes too: whichever came second is a duplicate of the first
+    assert sorted(r[2] for r in headers) == ["duplicate", "loaded"]
+
+
+def test_a_file_resubmitted_right_after_its_load_is_a_duplicate(tmp_path):
+    """The same bytes landed again within the ledger's settle window, by the same Repository object and by
+    another one that listed the ledger before the load (a second process's view)."""
+    from transforms.run import ingest_batch
+
+    landing = tmp_path / "landing"
+    first = put(landing, "301/ssda903/year=2024/header.csv", need(SAMPLES / "ssda903" / "header.csv"))
+    again = put(landing, "301/ssda903/year=2024/header_resent.csv", first)
+    other = Repository(tmp_path / "repo")
+    assert other.seen() == set()                     # listed (empty) before anything is loaded
+    repo = Repository(tmp_path / "repo")
+    arrivals = {a.relpath: a for a in discover(landing)}
+    assert ingest_batch(repo, [arrivals[first.relative_to(landing).as_posix()]])[0]["status"] == "loaded"
+    for who in (repo, other):
+        row = ingest_batch(who, [arrivals[again.relative_to(landing).as_posix()]])[0]
+        assert row["status"] == "duplicate" and row["duplicate_of"]
