@@ -225,3 +225,20 @@ def test_a_file_resubmitted_right_after_its_load_is_a_duplicate(tmp_path):
     for who in (repo, other):
         row = ingest_batch(who, [arrivals[again.relative_to(landing).as_posix()]])[0]
         assert row["status"] == "duplicate" and row["duplicate_of"]
+
+
+def test_a_kept_pool_shut_down_under_the_rules_leaves_the_rules_in_process_and_the_next_read_new_workers(
+        returns_903, tmp_path, caplog):
+    """The kept pool shut down between the read and the rules' hand-over (as a failed read on another thread
+    does): the rules run here with the same verdicts, and the next batch does not read through the dead pool."""
+    stages._drop_read_pool()
+    ref = Repository(tmp_path / "in_process")
+    stages.validate_batch(ref, read_batch(ref, returns_903, workers=1))
+    repo = Repository(tmp_path / "shut")
+    files = read_batch(repo, returns_903, workers=2)
+    stages._kept_pool().shutdown(wait=True)
+    stages.validate_batch(repo, files)
+    assert pending_verdicts(tmp_path / "shut") == pending_verdicts(tmp_path / "in_process")
+    assert stages._kept_pool() is None
+    assert all(f.raw and not f.problem for f in read_batch(Repository(tmp_path / "next"), returns_903, workers=2))
+    stages._drop_read_pool()
