@@ -242,3 +242,37 @@ def test_a_kept_pool_shut_down_under_the_rules_leaves_the_rules_in_process_and_t
     assert stages._kept_pool() is None
     assert all(f.raw and not f.problem for f in read_batch(Repository(tmp_path / "next"), returns_903, workers=2))
     stages._drop_read_pool()
+
+
+def test_one_tables_files_with_other_columns_orders_and_empty_columns_validate_as_one_batch(tmp_path):
+    """Files of one table in one batch (one Arrow table, ``promote_options="permissive"``): columns missing
+    or in another order, header names in another case with spaces, a column empty in every row (null type
+    once staged) or of spaces only, a file whose every row fails, and a file rejected unread."""
+    import duckdb
+
+    from transforms.run import ingest
+
+    landing = tmp_path / "landing"
+    head = "CHILD,SEX,DOB,ETHNIC,UPN,MOTHER,MC_DOB\n"
+    put(landing, "301/ssda903/year=2024/header.csv", head + "A1,1,01/02/2010,WBRI,,,\nA2,2,03/04/2011,WBRI,,,\n")
+    put(landing, "302/ssda903/year=2024/header.csv", "ETHNIC,CHILD,DOB,SEX,UPN\nWBRI,B1,01/02/2010,1,\nwbri,B2,01/02/2010,2,\n")
+    put(landing, "303/ssda903/year=2024/header.csv",
+        " child ,Sex,DOB,ETHNIC,UPN,MOTHER,MC_DOB\nC1,1,01/02/2010,WBRI,  ,,\nC2,2,01/02/2010,WBRI,   ,,\n")
+    put(landing, "304/ssda903/year=2024/header.csv", head + "D1,9,99/99/9999,ZZZZ,,,\nD2,9,31/02/2010,ZZZZ,,,\n")
+    put(landing, "305/ssda903/year=2024/header.csv", b"\x00\xff\xfe not a return\x00")
+    put(landing, "306/ssda903/year=2024/header.csv", head + "E1,1,01/02/2010,WBRI,,,\nE2,1,   ,WBRI,,,\n")
+    rows = {r["relpath"].split("/")[0]: r for r in ingest(landing, tmp_path / "repo")}
+    assert {la: (r["status"], r["rows_in"], r["rows_loaded"], r["rows_quarantined"]) for la, r in rows.items()} == {
+        "301": ("loaded", 2, 2, 0), "302": ("loaded", 2, 2, 0), "303": ("loaded", 2, 2, 0),
+        "304": ("rejected", 2, 0, 2), "305": ("rejected", 1, 0, 1), "306": ("partly_loaded", 2, 1, 1)}
+    assert rows["304"]["reason"] == "every row failed validation"
+    with duckdb.connect(str(tmp_path / "repo" / "csreturns.duckdb"), read_only=True) as con:
+        loaded = con.sql("SELECT la_code, source_row, sex, dob, ethnic, upn, mother, mc_dob FROM ssda903_header "
+                         "ORDER BY la_code, source_row").fetchall()
+        quarantined = con.sql("SELECT la_code, source_row, field FROM quarantine WHERE source_row IS NOT NULL "
+                              "ORDER BY la_code, source_row").fetchall()
+    from datetime import date
+    assert [r[:2] for r in loaded] == [("301", 2), ("301", 3), ("302", 2), ("302", 3), ("303", 2), ("303", 3), ("306", 2)]
+    assert {r[4] for r in loaded} == {"WBRI"} and {r[5:] for r in loaded} == {(None, None, None)}
+    assert {r[3] for r in loaded} == {date(2010, 2, 1), date(2011, 4, 1)}      # dates of birth to the month
+    assert quarantined == [("304", 2, "SEX, DOB, ETHNIC"), ("304", 3, "SEX, DOB, ETHNIC"), ("306", 3, "DOB")]
