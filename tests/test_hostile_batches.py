@@ -3,6 +3,7 @@ rules as received in a kept read worker, the pseudonymiser's tokens, and the rep
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -96,12 +97,14 @@ def test_rules_worker_killed_while_checking_leaves_the_same_verdicts(returns_903
     """The worker running the rules is SIGKILLed as soon as the rules are handed to it: the validating
     process checks the returns itself (same verdicts), logs only the kind of failure, and the next batch
     reads with new workers."""
+    import logging
     import threading
     import time
 
     stages._drop_read_pool()
     ref = Repository(tmp_path / "in_process")
     stages.validate_batch(ref, read_batch(ref, returns_903, workers=1))
+    caplog.set_level(logging.INFO)
     repo = Repository(tmp_path / "killed")
     files = read_batch(repo, returns_903, workers=2)
     pool = stages._kept_pool()
@@ -122,6 +125,9 @@ def test_rules_worker_killed_while_checking_leaves_the_same_verdicts(returns_903
         stop.set()
         thread.join()
     assert "DfE rules' worker process failed (BrokenProcessPool)" in caplog.text
+    assert "DfE rules on ssda903 301 2024 as received" in caplog.text
+    raw_ids = {r.split(",")[0] for r in (SAMPLES / "ssda903" / "header.csv").read_text().splitlines()[1:]}
+    assert not raw_ids & set(re.findall(r"\b\w+\b", caplog.text))     # no raw child id in any log line
     assert pending_verdicts(tmp_path / "killed") == pending_verdicts(tmp_path / "in_process")
     again = Repository(tmp_path / "next")
     assert all(f.raw and not f.problem for f in read_batch(again, returns_903, workers=2))
