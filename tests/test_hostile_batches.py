@@ -282,3 +282,25 @@ def test_one_tables_files_with_other_columns_orders_and_empty_columns_validate_a
     assert {r[4] for r in loaded} == {"WBRI"} and {r[5:] for r in loaded} == {(None, None, None)}
     assert {r[3] for r in loaded} == {date(2010, 2, 1), date(2011, 4, 1)}      # dates of birth to the month
     assert quarantined == [("304", 2, "SEX, DOB, ETHNIC"), ("304", 3, "SEX, DOB, ETHNIC"), ("306", 3, "DOB")]
+
+
+def test_a_settled_cached_ledger_listing_still_sees_another_repository_objects_load(tmp_path):
+    """One Repository lists the ledger well after its last change (a listing it then trusts while the
+    folder's mtime stays); another loads a file; the first must see that load (a copy is a duplicate)."""
+    import time
+
+    from transforms.run import ingest_batch
+
+    landing = tmp_path / "landing"
+    put(landing, "301/ssda903/year=2024/header.csv", need(SAMPLES / "ssda903" / "header.csv"))
+    put(landing, "301/ssda903/year=2024/episodes.csv", SAMPLES / "ssda903" / "episodes.csv")
+    put(landing, "302/ssda903/year=2024/episodes_again.csv", SAMPLES / "ssda903" / "episodes.csv")
+    arrivals = {a.relpath.split("/")[-1]: a for a in discover(landing)}
+    writer, watcher = Repository(tmp_path / "repo"), Repository(tmp_path / "repo")
+    assert ingest_batch(writer, [arrivals["header.csv"]])[0]["status"] == "loaded"
+    time.sleep(1.2)                              # past the settle window: the next listing is cached by mtime
+    assert len(watcher.seen()) == 1 and watcher._ledger_state["mtime"] is not None
+    assert ingest_batch(writer, [arrivals["episodes.csv"]])[0]["status"] == "loaded"
+    assert len(watcher.seen()) == 2
+    row = ingest_batch(watcher, [arrivals["episodes_again.csv"]])[0]
+    assert row["status"] == "duplicate" and row["duplicate_of"]
