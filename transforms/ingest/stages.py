@@ -75,7 +75,8 @@ def read_batch(repo: Repository, arrivals: list[Arrival], workers: int | None = 
     raw tables into the folder. With one worker, one file to parse or fewer than ``PARALLEL_MIN_BYTES``
     landed, everything happens in this process. Workers come from a fork server (this process may hold
     DuckDB's and Arrow's threads, which a plain fork would copy mid-state) and stay for the next batch of
-    this process (``_read_pool``: a pool's start costs 0.5-1.5 s, about a tenth of a national batch's read);
+    this process (``_read_pool``: a pool's start costs 0.5-1.5 s, about a tenth of a national batch's read;
+    a kept pool found with a dead worker, killed while idle, is replaced and the batch read once more);
     as with any such pool, a script calling this must keep its top level under
     ``if __name__ == "__main__":`` (workers import the main module).
     """
