@@ -70,24 +70,30 @@ def _kill_workers(pool) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("settle", [0.0, 1.0])
-def test_read_workers_killed_between_batches_cost_neither_batch(returns_903, tmp_path, caplog, settle):
-    """A kept worker killed while idle (after a batch's read): that batch's rules still run (in this
-    process) with the same verdicts, and the next batch reads with a new pool instead of failing."""
+@pytest.mark.parametrize("when, settle", [("before_rules", 0.0), ("after_rules", 0.0), ("after_rules", 1.0)])
+def test_read_workers_killed_between_batches_cost_neither_batch(returns_903, tmp_path, when, settle):
+    """Kept workers killed while idle, before the batch's rules are handed over or after its validation:
+    the rules still find what they find in-process, and the next batch reads with new workers (the pool
+    found broken, or breaking under the next read before it noticed) instead of failing, counted once."""
     import time
 
     stages._drop_read_pool()
     ref = Repository(tmp_path / "in_process")
-    stages.validate_batch(ref, read_batch(ref, returns_903, workers=1))
+    expected = read_batch(ref, returns_903, workers=1)
+    read_as = [(f.rows_in, f.normalised, sorted(f.raw)) for f in expected]
+    stages.validate_batch(ref, expected)
     repo = Repository(tmp_path / "killed")
     files = read_batch(repo, returns_903, workers=2)
-    _kill_workers(stages._kept_pool())
-    time.sleep(settle)                 # the pool may or may not have noticed yet
+    if when == "before_rules":
+        _kill_workers(stages._kept_pool())
     stages.validate_batch(repo, files)
+    if when == "after_rules":
+        _kill_workers(stages._kept_pool())
+    time.sleep(settle)                 # the pool may or may not have noticed yet
     assert pending_verdicts(tmp_path / "killed") == pending_verdicts(tmp_path / "in_process")
     again = Repository(tmp_path / "next")
     files = read_batch(again, returns_903, workers=2)
-    assert all(f.raw and not f.problem for f in files)
+    assert [(f.rows_in, f.normalised, sorted(f.raw)) for f in files] == read_as and all(not f.problem for f in files)
     stages.validate_batch(again, files)
     stages._drop_read_pool()
     assert pending_verdicts(tmp_path / "next") == pending_verdicts(tmp_path / "in_process")
