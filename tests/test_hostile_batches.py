@@ -310,3 +310,50 @@ def test_a_settled_cached_ledger_listing_still_sees_another_repository_objects_l
     assert len(watcher.seen()) == 2
     row = ingest_batch(watcher, [arrivals["episodes_again.csv"]])[0]
     assert row["status"] == "duplicate" and row["duplicate_of"]
+
+
+def _cin_variant(la: str, edit) -> str:
+    text = (SAMPLES / "cin_census" / "CIN_Census_2024.xml").read_text(encoding="utf-8")
+    return edit(text.replace("<LEA>201</LEA>", f"<LEA>{la}</LEA>"))
+
+
+def test_cin_returns_with_comments_cdata_prefixes_and_an_element_absent_from_one_file_validate_as_one_batch(tmp_path):
+    """The rewritten XML walk on councils' CIN returns read as one batch: comments and processing
+    instructions among a child's elements, CDATA and padded texts, a namespace prefix and attributes on
+    elements, a repeated single-valued element, an element absent from every record of one file (a column
+    of no values, null-typed, beside the other files' text) and an undeclared element holding a declared one."""
+    import re as regex
+
+    import duckdb
+
+    from transforms.run import ingest
+
+    need(SAMPLES / "cin_census" / "CIN_Census_2024.xml")
+    landing = tmp_path / "landing"
+    put(landing, "201/cin/year=2024/CIN_201.xml", _cin_variant("201", lambda t: t
+        .replace("<LAchildID>", "<!-- note --><?pi x?><LAchildID>", 3)
+        .replace("<Sex>1</Sex>", "<Sex><![CDATA[1]]></Sex>", 2)
+        .replace("<Ethnicity>WBRI</Ethnicity>", "<Ethnicity>\n   WBRI  \n</Ethnicity>", 2)
+        .replace("<FormerUPN>X98765432123B</FormerUPN>", "<FormerUPN/>", 1)
+        .replace("<ReferralSource>1A</ReferralSource>", "<ReferralSource>1A<!-- c -->B</ReferralSource>", 1)))
+    put(landing, "202/cin/year=2024/CIN_202.xml", _cin_variant("202", lambda t: t
+        .replace("<Message>", '<Message xmlns="http://www.dcsf.gov.uk/" xmlns:x="urn:x">', 1)
+        .replace("<UPN>A123456789123</UPN>", '<x:Foo a="1">z</x:Foo><UPN  attr="q">A123456789123</UPN>', 2)
+        .replace("<PrimaryNeedCode>N4</PrimaryNeedCode>",
+                 "<PrimaryNeedCode>N4</PrimaryNeedCode><PrimaryNeedCode>N5</PrimaryNeedCode>", 1)))
+    put(landing, "203/cin/year=2024/CIN_203.xml", _cin_variant("203", lambda t: regex.sub(
+        r"\s*<(UPNunknown|CINPlanEndDate)>[^<]*</\1>", "", t)
+        .replace("<Disabilities>", "<Unknown><Disability>ZZZ</Disability></Unknown><Disabilities>", 1)))
+    rows = {r["relpath"].split("/")[0]: r for r in ingest(landing, tmp_path / "repo")}
+    assert {la: (r["status"], r["rows_in"], r["rows_loaded"], r["rows_quarantined"]) for la, r in rows.items()} == {
+        "201": ("partly_loaded", 16, 14, 2), "202": ("partly_loaded", 16, 15, 1), "203": ("partly_loaded", 16, 15, 1)}
+    with duckdb.connect(str(tmp_path / "repo" / "csreturns.duckdb"), read_only=True) as con:
+        def q(query):
+            return con.sql(query).fetchall()
+        assert q("SELECT la_code, ethnicity, sex, upn_unknown IS NULL FROM cin_children ORDER BY 1") == [
+            ("201", "WBRI", "1", False), ("202", "WBRI", "1", False), ("203", "WBRI", "1", True)]
+        assert q("SELECT la_code, count(*), count(end_date) FROM cin_plans GROUP BY 1 ORDER BY 1")[2][2] == 0
+        assert q("SELECT la_code, count(*) FROM cin_disabilities GROUP BY 1 ORDER BY 1") == [
+            ("201", 3), ("202", 3), ("203", 3)]
+        assert q("SELECT la_code, field FROM quarantine ORDER BY la_code, source_row") == [
+            ("201", "ReferralSource"), ("201", "Sex"), ("202", "Sex"), ("203", "Sex")]
