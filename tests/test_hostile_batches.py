@@ -357,3 +357,37 @@ def test_cin_returns_with_comments_cdata_prefixes_and_an_element_absent_from_one
             ("201", 3), ("202", 3), ("203", 3)]
         assert q("SELECT la_code, field FROM quarantine ORDER BY la_code, source_row") == [
             ("201", "ReferralSource"), ("201", "Sex"), ("202", "Sex"), ("203", "Sex")]
+
+
+def test_a_published_file_with_columns_reordered_blank_and_spaces_only_loads_its_values(tmp_path):
+    """Published statistics (their clean rows go back to pandas for reshaping): columns in reverse order,
+    a column blank in every row, one of spaces only and a trailing unnamed empty column."""
+    import csv
+    import io
+
+    import duckdb
+    from conftest import EES
+
+    from transforms.run import ingest
+
+    source = need(EES / "cla_number_and_rate_per_10k_children.csv").read_text(encoding="utf-8-sig").splitlines()
+    rows = list(csv.reader(source))
+    head = rows[0]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(list(reversed(head)) + [""])
+    for r in rows[1:200]:
+        r = list(r)
+        r[head.index("region_name")], r[head.index("la_name")] = "", "   "
+        writer.writerow(list(reversed(r)) + [""])
+    put(tmp_path / "landing", "published/cla_number_and_rate_per_10k_children.csv", out.getvalue())
+    [row] = ingest(tmp_path / "landing", tmp_path / "repo")
+    assert (row["status"], row["rows_in"], row["rows_loaded"], row["rows_quarantined"]) == ("loaded", 199, 199, 0)
+    with duckdb.connect(str(tmp_path / "repo" / "csreturns.duckdb"), read_only=True) as con:
+        got = con.sql("SELECT source_row, value, value_symbol, region_name FROM published_statistics "
+                      "WHERE measure = 'children_count' ORDER BY source_row").fetchall()
+    counts = [r[head.index("children_count")] for r in rows[1:200]]
+    assert [g[0] for g in got] == list(range(2, 201))
+    assert [g[1] if g[1] is not None else g[2] for g in got] == [
+        float(c) if c.replace(".", "").isdigit() else c for c in counts]
+    assert {g[3] for g in got} == {None}
