@@ -354,3 +354,23 @@ def test_a_rule_whose_sql_fails_on_a_value_never_quotes_that_value():
         rules._run_rule(con, rule, 2025)
     assert "rule TEST: its SQL failed" in str(caught.value)
     assert "AB12" not in str(caught.value) and caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_return_landed_after_next_years_has_next_years_return_checked_again_once(tmp_path):
+    """Next year's rules read this year's return as last year's: loading a 2024 return whose 2025 return
+    is already held checks 2025 again too, once however many of the 2024 files the batch holds."""
+    from conftest import SAMPLES, put
+
+    from transforms.ingest import stages
+    from transforms.ingest.landing import discover
+    from transforms.ingest.rules import check_returns
+    from transforms.store.repository import Repository
+
+    repo = Repository(tmp_path / "repo")
+    for year in (2025, 2024):
+        landing = tmp_path / f"landing{year}"
+        for name in ("header.csv", "episodes.csv"):
+            put(landing, f"301/ssda903/year={year}/{name}", SAMPLES / "ssda903" / name)
+        files = stages.validate_batch(repo, stages.read_batch(repo, discover(landing), workers=1))
+        checked = check_returns(repo, stages.load_batch(repo, files))
+    assert sorted((c["la_code"], c["return_year"]) for c in checked) == [("301", 2024), ("301", 2025)]

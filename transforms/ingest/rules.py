@@ -860,6 +860,7 @@ def check_returns(repo: Repository, ledger_rows: Iterable[dict]) -> list[dict]:
     """Once per return (collection, council, year) that a batch of loads changed, after the loads are
     committed: SSDA903 CSV tables arrive as one file per table, and the rules need the whole return."""
     latest: dict[tuple, str] = {}
+    looked_at: set[tuple] = set()    # next years already looked for (a return's files are many rows)
     for row in ledger_rows:
         if not row.get("la_code") or row.get("return_year") is None:
             continue
@@ -871,8 +872,9 @@ def check_returns(repo: Repository, ledger_rows: Iterable[dict]) -> list[dict]:
             latest[key] = max(latest.get(key, ""), row["load_id"])
             # next year's rules read this return as last year's: check it again if it is loaded
             following = (key[0], key[1], key[2] + 1)
-            if following not in latest and _is_loaded(repo, *following):
+            if following not in latest and following not in looked_at and _is_loaded(repo, *following):
                 latest[following] = ""
+            looked_at.add(following)
     return [check_return(repo, c, la, y, load_id or latest_load(repo, c, la, y))
             for (c, la, y), load_id in sorted(latest.items())]
 

@@ -255,9 +255,9 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
     checked within each file, and each file's rows are split back out afterwards.
 
     Every table is typed first (``validate.typed_arrow``, DuckDB); the DfE rules then run on those typed
-    tables in a thread of their own while GX checks the same rows and the files are staged here: the rules
-    are DuckDB queries, which run outside Python's interpreter lock, so the two overlap on a machine's
-    cores. The rules never stop the batch (``check_rules_as_received``); the call returns when both are done.
+    tables (``_RulesAsReceived``: in a kept read worker beside GX when there is one) while GX checks the same
+    rows and the files are staged here. The rules never stop the batch (``_rules_as_received``); the call
+    returns when both are done.
     """
     pseudonymiser = Pseudonymiser.for_repository(repo.root)
     received: dict[tuple[str, str], pa.Table] = {}   # (load_id, table) -> every row typed, for the DfE rules
@@ -314,7 +314,7 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
 
 
 class _RulesAsReceived:
-    """``check_rules_as_received`` beside the rest of validation. When this process keeps a pool of read
+    """The DfE rules on the returns as received (``_rules_as_received``) beside the rest of validation. When this process keeps a pool of read
     workers (``_read_pool``: the command line's ingest, which read the batch through it), the rules run in
     one of them while GX checks the batch here: DuckDB's rule queries and GX's Python then use two cores
     instead of taking turns on one interpreter lock. Otherwise (an Airflow task, whose read ran in another
@@ -361,20 +361,15 @@ def _rules_in_worker(repo_root: str, files: list[LandedFile], typed: dict, envir
     return _rules_as_received(Repository(repo_root), files, typed)
 
 
-def check_rules_as_received(repo: Repository, files: list[LandedFile],
-                            typed: dict[tuple[str, str], pa.Table] | None = None) -> None:
+def _rules_as_received(repo: Repository, files: list[LandedFile], typed: dict | None
+                       ) -> tuple[list[dict], str | None]:
     """The DfE rules on each return the batch brings, as received: every row (also those the row checks
     quarantine), before minimisation (``rules.check_received``; ``typed``: each file's tables as the
     validation typed them, by load id and table; only verdicts are kept, published by the ``check_rules``
-    step after the load). If they cannot run (a bug in a rule), the batch still validates and loads, and
-    ``check_rules`` checks the return from the repository (where the bug then raises). Only the kind of
-    failure is logged, never its text (it could quote a value of the return)."""
-    _log_rules(*_rules_as_received(repo, files, typed))
-
-
-def _rules_as_received(repo: Repository, files: list[LandedFile], typed: dict | None
-                       ) -> tuple[list[dict], str | None]:
-    """``check_received``'s summaries, and the kind of failure if the rules could not run (None if they ran)."""
+    step after the load). Returns ``check_received``'s summaries, and the kind of failure if the rules could
+    not run (None if they ran): then the batch still validates and loads, and ``check_rules`` checks the
+    return from the repository (where the bug then raises). Only the kind of failure is logged, never its
+    text (it could quote a value of the return)."""
     from transforms.ingest.rules import RuleError, check_received
 
     try:
