@@ -115,3 +115,21 @@ def test_the_dfe_rules_run_in_a_kept_read_worker_with_the_same_verdicts_as_in_pr
     assert "worker process failed" not in caplog.text
     assert results["worker"] == results["in_process"]
     assert sum(len(v) for v in results["worker"].values()) > 0   # the samples do break rules
+
+
+def test_a_validation_that_fails_raises_without_running_the_dfe_rules_first(batch, tmp_path, monkeypatch):
+    """An error in GX's run (say, the engine failing) reaches the caller at once: the rules, whose verdicts
+    would only be staged for a load that will not happen, are not run in its way."""
+    stages._drop_read_pool()
+    repo = Repository(tmp_path / "repo")
+    files = read_batch(repo, batch, workers=1)
+    ran = []
+    monkeypatch.setattr(stages, "_rules_as_received", lambda *a: ran.append(a) or ([], None))
+
+    def engine_fails(*args, **kwargs):
+        raise RuntimeError("GX could not evaluate expect_column_values_to_be_in_set on CIN")
+
+    monkeypatch.setattr(stages, "split", engine_fails)
+    with pytest.raises(RuntimeError, match="GX could not evaluate"):
+        stages.validate_batch(repo, files)
+    assert ran == []

@@ -308,18 +308,23 @@ def validate_batch(repo: Repository, files: list[LandedFile]) -> list[LandedFile
                 path = repo.staging_dir(landed.load_id) / "quarantine_rows.parquet"
                 pq.write_table(pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA), path)
                 landed.quarantine_rows = str(path)
-    finally:
-        rules.finish()
+    except BaseException:
+        rules.abandon()
+        raise
+    rules.finish()
     return files
 
 
 class _RulesAsReceived:
-    """The DfE rules on the returns as received (``_rules_as_received``) beside the rest of validation. When this process keeps a pool of read
-    workers (``_read_pool``: the command line's ingest, which read the batch through it), the rules run in
-    one of them while GX checks the batch here: DuckDB's rule queries and GX's Python then use two cores
-    instead of taking turns on one interpreter lock. Otherwise (an Airflow task, whose read ran in another
-    task) they run here when ``finish`` is called: starting workers would cost more than it saves. The
-    worker's summaries are logged here, so the log reads the same either way."""
+    """The DfE rules on the returns as received (``_rules_as_received``) beside the rest of validation.
+
+    When this process keeps a pool of read workers (``_read_pool``: the command line's ingest, which read
+    the batch through it), the rules run in one of them while GX checks the batch here: DuckDB's rule
+    queries and GX's Python then use two cores instead of taking turns on one interpreter lock. Otherwise
+    (an Airflow task, whose read ran in another task) they run here when ``finish`` is called: starting
+    workers would cost more than it saves. The worker's summaries are logged here, so the log reads the
+    same either way. If validation fails, ``abandon`` leaves them: their verdicts are only staged, and the
+    next check of the same return replaces them."""
 
     def __init__(self, repo: Repository, files: list[LandedFile], typed: dict[tuple[str, str], pa.Table]) -> None:
         from transforms.ingest.rules import rules
@@ -332,6 +337,10 @@ class _RulesAsReceived:
             except RuntimeError:   # the pool was shut down (a failed read) or a worker died: check here
                 self.future = None
                 _drop_read_pool()  # the next batch starts new workers
+
+    def abandon(self) -> None:
+        if self.future is not None:
+            self.future.cancel()   # a job a worker has started runs on; it only stages verdicts
 
     def finish(self) -> None:
         if self.future is None:
