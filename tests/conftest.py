@@ -62,6 +62,20 @@ def put(landing: Path, relpath: str, content: str | bytes | Path) -> Path:
     return target
 
 
+def pending_verdicts(repo_root: Path) -> dict[str, list[dict]]:
+    """The DfE rules' verdicts awaiting the load (``REPO/rule_pending``), per return file, in a stable order,
+    without the load and run ids (new per ingest)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    out = {}
+    for path in sorted((repo_root / "rule_pending").rglob("*.parquet")):
+        rows = pq.read_table(path).drop_columns(["load_id", "run_id"]).to_pylist()
+        out[str(path.relative_to(repo_root))] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+    return out
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated SQLite metadata database in the session's throwaway AIRFLOW_HOME (once per session)."""

@@ -2,28 +2,18 @@
 rules as received in a kept read worker, the pseudonymiser's tokens, and the repository ledger's cached listing."""
 from __future__ import annotations
 
-import json
 import re
 
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import SAMPLES, need, put
+from conftest import SAMPLES, need, pending_verdicts, put
 
 from transforms.ingest import stages
 from transforms.ingest.landing import discover
 from transforms.ingest.stages import read_batch
 from transforms.store.repository import Repository
-
-
-def pending_verdicts(repo_root):
-    """The DfE rules' verdicts awaiting the load, per return, without the load ids (new per ingest)."""
-    out = {}
-    for path in sorted((repo_root / "rule_pending").rglob("*.parquet")):
-        rows = pq.read_table(path).drop_columns(["load_id", "run_id"]).to_pylist()
-        out[str(path.relative_to(repo_root))] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))
-    return out
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLES, need, put
+from conftest import SAMPLES, need, pending_verdicts, put
 
 from transforms import settings
 from transforms.ingest import stages
@@ -89,15 +89,6 @@ def test_tables_are_staged_canonical_by_the_read_workers_and_counted_once(tmp_pa
     odd.raw["header"], odd.normalised = str(raw), {}
     assert stages.staged_table(odd, "header", spec).column("CHILD").to_pylist() == ["1001", "B2"]
     assert odd.normalised == {"CHILD: id": 1}
-
-
-def pending_verdicts(repo_root):
-    """The DfE rules' verdicts awaiting the load, per return, without the load ids (new per ingest)."""
-    out = {}
-    for path in sorted((repo_root / "rule_pending").rglob("*.parquet")):
-        rows = pq.read_table(path).drop_columns(["load_id", "run_id"]).to_pylist()
-        out[str(path.relative_to(repo_root))] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))
-    return out
 
 
 def test_the_dfe_rules_run_in_a_kept_read_worker_with_the_same_verdicts_as_in_process(batch, tmp_path, caplog):
