@@ -13,8 +13,14 @@ from contextlib import contextmanager
 CONN_ID = "csreturns_airflow_api"
 
 
-class NoConnection(LookupError):
-    """The connection ``csreturns_airflow_api`` is not set: callers log a line and carry on without the API."""
+class Unavailable(Exception):
+    """The API could not be used: the connection is not set (``NoConnection``), the api-server cannot be
+    reached, or it refused. The message says which, in words a task log can show; callers log it and carry
+    on without the API."""
+
+
+class NoConnection(Unavailable, LookupError):
+    """The connection ``csreturns_airflow_api`` is not set."""
 
 
 @contextmanager
@@ -38,3 +44,18 @@ def client() -> Iterator:
             token.raise_for_status()
             http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         yield http
+
+
+def call(method: str, path: str, allow: tuple[int, ...] = (), **kwargs):
+    """One request to the API (``httpx.Client.request`` arguments), its answer returned when it succeeded or
+    its status is in ``allow``. Raises ``Unavailable`` (``NoConnection`` without the connection) otherwise."""
+    import httpx
+
+    try:
+        with client() as http:
+            response = http.request(method, path, **kwargs)
+            if response.status_code not in allow:
+                response.raise_for_status()
+            return response
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        raise Unavailable(f"the Airflow API answered {type(exc).__name__}: {exc}") from exc

@@ -95,18 +95,11 @@ def set_run_note(dag_id: str, run_id: str, note: str) -> bool:
     a user who may edit runs, exchanged for a token at ``/auth/token``; none where the api-server lets every
     request in). Tasks cannot write notes otherwise. ``False``, logged, when the connection is not set or
     the API refuses: the failing ``rejected_files`` task and its e-mail still say it."""
-    import httpx
-
     try:
-        with airflow_api.client() as client:
-            response = client.patch(f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
-                                    json={"note": note}, params={"update_mask": "note"})
-            response.raise_for_status()
-    except airflow_api.NoConnection as exc:
+        airflow_api.call("PATCH", f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
+                         json={"note": note}, params={"update_mask": "note"})
+    except airflow_api.Unavailable as exc:
         print(f"DAG run note not written: {exc}")
-        return False
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
-        print(f"DAG run note not written: the Airflow API answered {type(exc).__name__}: {exc}")
         return False
     print("DAG run note written")
     return True

@@ -54,24 +54,16 @@ def release_held_events(dag_id: str, before: datetime) -> bool:
     connection ``csreturns_airflow_api`` (``airflow_api``). True when the queue holds none from before then
     afterwards (cleared, or nothing was held: the API's 404); False, with one log line, when the connection is
     not set or the API refuses: the held events then start one more run, which rebuilds nothing. Never raises."""
-    import httpx
-
     from transforms.orchestration import airflow_api
 
     try:
-        with airflow_api.client() as client:
-            response = client.delete(f"/api/v2/dags/{quote(dag_id, safe='')}/assets/queuedEvents",
-                                     params={"before": before.isoformat()})
-            if response.status_code == 404:
-                print("no asset events held for another run")
-                return True
-            response.raise_for_status()
-    except airflow_api.NoConnection as exc:
+        response = airflow_api.call("DELETE", f"/api/v2/dags/{quote(dag_id, safe='')}/assets/queuedEvents",
+                                    allow=(404,), params={"before": before.isoformat()})
+    except airflow_api.Unavailable as exc:
         print(f"asset events held meanwhile not cleared ({exc}): they start one more run, which rebuilds nothing")
         return False
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
-        print(f"asset events held meanwhile not cleared (the Airflow API answered {type(exc).__name__}: {exc}): "
-              "they start one more run, which rebuilds nothing")
-        return False
+    if response.status_code == 404:
+        print("no asset events held for another run")
+        return True
     print(f"cleared the asset events held for another run (created before {before:%H:%M:%S} UTC): this run refreshes them")
     return True
