@@ -153,11 +153,7 @@ class Pseudonymiser:
     def token(self, value: str, scope: str = "") -> str:
         """The pseudonym of ``value`` within ``scope`` (a council's code, or "" for national identifiers):
         the first ``TOKEN_HEX`` hex digits of HMAC-SHA256(key, "scope|value")."""
-        inner = self._inner.copy()
-        inner.update(f"{scope}|{value}".encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()[:TOKEN_HEX]
+        return self._tokens_of([value], scope)[0]
 
     def _tokens_of(self, values: list, scope: str) -> list[str]:
         """The token of each value (``str`` of it), computed once per scope and value in this object's life
@@ -167,7 +163,7 @@ class Pseudonymiser:
         inner, outer = self._inner, self._outer
         for v in values:
             text = v if isinstance(v, str) else str(v)
-            if text not in memo:   # token(), inlined: this loop runs once per distinct id of a batch
+            if text not in memo:   # HMAC-SHA256 from the pre-hashed blocks, inline: once per distinct id
                 h = inner.copy()
                 h.update((prefix + text).encode())
                 o = outer.copy()
