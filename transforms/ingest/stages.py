@@ -115,6 +115,12 @@ _POOL: tuple[int, int, object] | None = None    # (pid of the owner, workers, Pr
 _POOL_LOCK = threading.Lock()
 
 
+def _own_pool():
+    """``_POOL``'s executor if this process started it (not one inherited through a fork), else None.
+    Call under ``_POOL_LOCK``."""
+    return _POOL[2] if _POOL is not None and _POOL[0] == os.getpid() else None
+
+
 def _read_pool(workers: int):
     """This process's pool of ``workers`` read workers, started on first use (its processes as tasks
     need them) and kept for later batches; a pool of another size, or one inherited through a fork, is
@@ -124,10 +130,11 @@ def _read_pool(workers: int):
     from concurrent.futures import ProcessPoolExecutor
 
     with _POOL_LOCK:
-        if _POOL is not None and _POOL[:2] == (os.getpid(), workers) and not _POOL[2]._broken:
-            return _POOL[2]
-        if _POOL is not None and _POOL[0] == os.getpid():
-            _POOL[2].shutdown(wait=True)
+        own = _own_pool()
+        if own is not None and _POOL[1] == workers and not own._broken:
+            return own
+        if own is not None:
+            own.shutdown(wait=True)
         context = multiprocessing.get_context("forkserver")   # no fork of a process holding DuckDB's or Arrow's threads
         context.set_forkserver_preload([__name__, "transforms.ingest.rules"])
         _POOL = (os.getpid(), workers, ProcessPoolExecutor(workers, mp_context=context))
@@ -139,7 +146,7 @@ def _drop_read_pool() -> None:
     (as leaving a ``with ProcessPoolExecutor`` block did); the next batch starts a new pool."""
     global _POOL
     with _POOL_LOCK:
-        pool, _POOL = (_POOL[2] if _POOL is not None and _POOL[0] == os.getpid() else None), None
+        pool, _POOL = _own_pool(), None
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -148,7 +155,8 @@ def _kept_pool():
     """This process's read pool if a batch has started one (``_read_pool``) and none of its workers is known
     to have died, else None."""
     with _POOL_LOCK:
-        return _POOL[2] if _POOL is not None and _POOL[0] == os.getpid() and not _POOL[2]._broken else None
+        own = _own_pool()
+        return own if own is not None and not own._broken else None
 
 
 def _screen(repo: Repository, arrival: Arrival, load_id: str | None = None) -> LandedFile:
